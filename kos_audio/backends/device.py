@@ -1,0 +1,243 @@
+"""Local sound devices through PortAudio (python-sounddevice).
+
+sounddevice is imported here only, so the rest of the package works without PortAudio.
+PortAudio enumerates devices when it initialises: start (or point at) the sound server before
+the first use.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kos_audio.core.formats import AudioFormat, SampleFormat
+from kos_audio.core.interfaces import CapturedBlock
+from kos_audio.errors import BackendError
+
+try:
+    import sounddevice
+except OSError as _err:  # the Python module is there but libportaudio is not
+    raise ImportError(
+        f"PortAudio is missing ({_err}); install it: apt-get install libportaudio2"
+    ) from _err
+
+#: PortAudio dtype names per sample format.
+DTYPES = {
+    SampleFormat.U8: "uint8",
+    SampleFormat.S16LE: "int16",
+    SampleFormat.S24LE: "int24",
+    SampleFormat.S32LE: "int32",
+    SampleFormat.F32LE: "float32",
+}
+#: Blocks waiting for the capture thread before the callback starts dropping (about 2 s at
+#: 20 ms); dropping is reported as an overflow and re-anchors the stamps.
+MAX_QUEUED_BLOCKS = 100
+#: No callback for this long (s) while open means the device is gone.
+STALL_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """One PortAudio device, as ``mic_node --list-devices`` shows it."""
+
+    index: int
+    name: str
+    host_api: str
+    max_input_channels: int
+    max_output_channels: int
+    default_sample_rate_hz: float
+
+
+def list_devices(*, refresh: bool = False) -> list[DeviceInfo]:
+    """Every PortAudio device. ``refresh`` re-scans (only safe with no stream open)."""
+    if refresh:
+        # sounddevice has no public re-scan; re-initialising PortAudio is its documented way.
+        sounddevice._terminate()
+        sounddevice._initialize()
+    apis = sounddevice.query_hostapis()
+    return [
+        DeviceInfo(
+            index=int(d["index"]),
+            name=str(d["name"]),
+            host_api=str(apis[d["hostapi"]]["name"]),  # type: ignore[index]
+            max_input_channels=int(d["max_input_channels"]),
+            max_output_channels=int(d["max_output_channels"]),
+            default_sample_rate_hz=float(d["default_samplerate"]),
+        )
+        for d in sounddevice.query_devices()  # type: ignore[union-attr]
+    ]
+
+
+def find_device(spec: str, *, output: bool, refresh: bool = False) -> DeviceInfo:
+    """The device named by ``spec``: "" = default, digits = index, else a name.
+
+    A name matches exactly, else as a unique case-insensitive substring.
+
+    Raises:
+        BackendError: no such device, or several match; the message lists the candidates.
+
+    """
+    devices = [
+        d for d in list_devices(refresh=refresh)
+        if (d.max_output_channels if output else d.max_input_channels) > 0
+    ]
+    kind = "output" if output else "input"
+    names = ", ".join(f"{d.index}:{d.name!r}" for d in devices) or "none"
+    spec = spec.strip()
+    if not spec:
+        default = sounddevice.default.device[1 if output else 0]
+        if default is None or int(default) < 0:
+            raise BackendError(f"no default {kind} device; {kind} devices: {names}")
+        spec = str(int(default))
+    if spec.isdigit():
+        match = [d for d in devices if d.index == int(spec)]
+    else:
+        match = [d for d in devices if d.name == spec] or [
+            d for d in devices if spec.lower() in d.name.lower()
+        ]
+    if len(match) == 1:
+        return match[0]
+    which = ", ".join(f"{d.index}:{d.name!r}" for d in match)
+    reason = f"several {kind} devices match {spec!r} ({which})" if match else (
+        f"no {kind} device matches {spec!r}")
+    raise BackendError(f"{reason}; {kind} devices: {names}")
+
+
+class DeviceSource:
+    """Captures from a PortAudio input device with a callback stream.
+
+    The PortAudio callback runs on PortAudio's real-time thread and only copies the block,
+    computes its capture time (PortAudio's ADC time of the first frame, mapped onto the system
+    clock) and puts it on a queue; :meth:`read` takes from the queue on the capture thread. If
+    the queue is full or PortAudio reports an input overflow, the next block is flagged as a
+    discontinuity and :attr:`overflows` counts it.
+
+    The stream is opened in the requested format when the device accepts it; otherwise at the
+    device's default rate and/or its channel count, and :attr:`format` says what is delivered
+    (the caller converts).
+    """
+
+    def __init__(
+        self, requested: AudioFormat, *, device: str, block_frames: int, latency: str | float
+    ) -> None:
+        self._requested = requested
+        self._spec = device
+        self._block_frames = block_frames
+        self._latency = latency
+        self._format = requested
+        self._queue: queue.SimpleQueue[CapturedBlock] = queue.SimpleQueue()
+        self._stream: Any = None
+        self._lock = threading.Lock()
+        self._lost = False
+        self._last_block_mono = 0.0
+        self._reopen = False
+        self.device: DeviceInfo | None = None
+        self.overflows = 0
+        self.input_latency_s = 0.0
+
+    @property
+    def format(self) -> AudioFormat:
+        """What the open stream delivers."""
+        return self._format
+
+    def open(self) -> None:
+        """Open and start the stream.
+
+        Raises:
+            BackendError: no such device, or PortAudio refuses every format tried.
+
+        """
+        # After a failure the device list may have changed (USB replugged, server restarted).
+        self.device = find_device(self._spec, output=False, refresh=self._reopen)
+        self._reopen = True
+        channels = min(self._requested.channels, self.device.max_input_channels)
+        rates = [self._requested.sample_rate_hz, round(self.device.default_sample_rate_hz)]
+        errors = []
+        for rate in dict.fromkeys(rates):
+            fmt = AudioFormat(rate, channels, self._requested.sample_format)
+            try:
+                stream = sounddevice.RawInputStream(
+                    device=self.device.index, samplerate=rate, channels=channels,
+                    dtype=DTYPES[fmt.sample_format], blocksize=self._block_frames,
+                    latency=self._latency, callback=self._callback,
+                )
+            except sounddevice.PortAudioError as err:
+                errors.append(f"{fmt.describe()}: {err}")
+                continue
+            self._format = fmt
+            self._drain_queue()
+            self._last_block_mono = time.monotonic()
+            self.input_latency_s = float(stream.latency)
+            stream.start()
+            with self._lock:
+                self._stream = stream
+            return
+        raise BackendError(f"cannot open input device {self.device.name!r}: {'; '.join(errors)}")
+
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
+        # PortAudio real-time thread: copy, stamp, enqueue. Nothing that can block.
+        now_ns = time.time_ns()
+        age_s = time_info.currentTime - time_info.inputBufferAdcTime
+        if time_info.inputBufferAdcTime > 0 and 0.0 <= age_s < 1.0:
+            capture_ns = now_ns - int(age_s * 1e9)
+        else:  # host API without timing: the block ended about now
+            capture_ns = now_ns - frames * 1_000_000_000 // self._format.sample_rate_hz
+        self._last_block_mono = time.monotonic()
+        if status.input_overflow:
+            self.overflows += 1
+            self._lost = True
+        if self._queue.qsize() >= MAX_QUEUED_BLOCKS:
+            self.overflows += 1
+            self._lost = True
+            return
+        self._queue.put(CapturedBlock(bytes(indata), capture_ns, self._lost))
+        self._lost = False
+
+    def read(self, timeout_s: float) -> CapturedBlock | None:
+        """The next captured block, or None within ``timeout_s``.
+
+        Raises:
+            BackendError: the stream stopped or no audio came for :data:`STALL_TIMEOUT_S`.
+
+        """
+        try:
+            return self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            pass
+        with self._lock:
+            stream = self._stream
+        if stream is None:
+            return None  # closed from another thread
+        name = self.device.name if self.device else self._spec
+        if not stream.active:
+            raise BackendError(f"input device {name!r} stopped")
+        if time.monotonic() - self._last_block_mono > STALL_TIMEOUT_S + self.input_latency_s:
+            raise BackendError(f"input device {name!r} delivered nothing for {STALL_TIMEOUT_S} s")
+        return None
+
+    def close(self) -> None:
+        """Abort and close the stream (discarding what it holds); idempotent, any thread."""
+        with self._lock:
+            stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort()
+                stream.close()
+            except sounddevice.PortAudioError:
+                pass  # the device is already gone; nothing left to release
+
+    def _drain_queue(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def describe(self) -> str:
+        """E.g. ``device 3:'mic'``."""
+        if self.device is None:
+            return f"device {self._spec or 'default'!r}"
+        return f"device {self.device.index}:{self.device.name!r}"

@@ -1,0 +1,58 @@
+"""The pure audio core: formats, conversion, resampling, chunking, stamping, capture loop.
+
+Imports neither rclpy, grpc nor sounddevice (a test enforces it), so it is usable and testable
+anywhere numpy and soxr are.
+"""
+
+from kos_audio.core.backoff import Backoff
+from kos_audio.core.capture import CaptureLoop, CaptureState, ChunkStamper, StampedChunk
+from kos_audio.core.chunking import FrameChunker
+from kos_audio.core.convert import (
+    Frames,
+    count_non_finite,
+    from_float,
+    remix,
+    select_channel,
+    to_float,
+)
+from kos_audio.core.converter import StreamConverter, silence
+from kos_audio.core.formats import AudioFormat, SampleFormat, supported_sample_formats
+from kos_audio.core.interfaces import (
+    AudioSink,
+    AudioSource,
+    CapturedBlock,
+    EventCallback,
+    PlaybackBlock,
+    PullCallback,
+)
+from kos_audio.core.resample import StreamResampler
+from kos_audio.core.stamping import NS_PER_S, SampleClock
+
+__all__ = [
+    "NS_PER_S",
+    "AudioFormat",
+    "AudioSink",
+    "AudioSource",
+    "Backoff",
+    "CaptureLoop",
+    "CaptureState",
+    "CapturedBlock",
+    "ChunkStamper",
+    "EventCallback",
+    "FrameChunker",
+    "Frames",
+    "PlaybackBlock",
+    "PullCallback",
+    "SampleClock",
+    "SampleFormat",
+    "StampedChunk",
+    "StreamConverter",
+    "StreamResampler",
+    "count_non_finite",
+    "from_float",
+    "remix",
+    "select_channel",
+    "silence",
+    "supported_sample_formats",
+    "to_float",
+]

@@ -1,0 +1,135 @@
+"""Bytes <-> float32 frames, and channel remixing.
+
+Float frames are ``float32`` arrays of shape ``(frames, channels)`` with full scale at +-1.0.
+Conversions to integers saturate (clip) instead of wrapping around, so a loud mix distorts
+instead of turning into full-scale noise.
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Union
+
+import numpy as np
+import numpy.typing as npt
+
+from kos_audio.core.formats import AudioFormat, SampleFormat
+from kos_audio.errors import AudioFormatError
+
+#: float32 frames, shape ``(frames, channels)``.
+Frames = npt.NDArray[np.float32]
+#: A contiguous byte buffer: what rclpy hands over for ``uint8[]`` is an ``array.array('B')``.
+Buffer = Union[bytes, bytearray, memoryview, "array.array[int]", npt.NDArray[np.uint8]]
+
+# Full-scale divisor per integer format: sample / scale is in [-1, 1).
+_SCALE = {
+    SampleFormat.U8: 128.0,
+    SampleFormat.S16LE: 32768.0,
+    SampleFormat.S24LE: 8388608.0,
+    SampleFormat.S32LE: 2147483648.0,
+}
+_INT_DTYPES = {
+    SampleFormat.S16LE: np.dtype("<i2"),
+    SampleFormat.S32LE: np.dtype("<i4"),
+}
+
+
+def to_float(data: Buffer, fmt: AudioFormat) -> Frames:
+    """Decode interleaved PCM bytes in ``fmt`` into float32 frames.
+
+    Args:
+        data: whole frames of ``fmt`` (any object with the buffer protocol; not copied until
+            scaled).
+        fmt: the encoding of ``data``.
+
+    Returns:
+        A new ``(frames, fmt.channels)`` float32 array.
+
+    Raises:
+        AudioFormatError: ``data`` is not a whole number of frames.
+
+    """
+    raw = np.frombuffer(data, dtype=np.uint8)
+    fmt.frames_in(raw.size)  # validates the length
+    sf = fmt.sample_format
+    if sf is SampleFormat.F32LE:
+        out = raw.view("<f4").astype(np.float32)  # astype copies: callers may keep the result
+    elif sf is SampleFormat.U8:
+        out = (raw.astype(np.float32) - 128.0) / np.float32(128.0)
+    elif sf is SampleFormat.S24LE:
+        trip = raw.reshape(-1, 3).astype(np.int32)
+        # Put the 24 bits in the top of an int32, then shift back: an arithmetic shift
+        # sign-extends, which is the whole trick of packed 24-bit.
+        joined = (trip[:, 0] << 8) | (trip[:, 1] << 16) | (trip[:, 2] << 24)
+        out = (joined >> 8).astype(np.float32) / np.float32(_SCALE[sf])
+    else:
+        ints = raw.view(_INT_DTYPES[sf])
+        # float64 for S32 keeps the division exact before rounding to float32.
+        out = (ints / _SCALE[sf]).astype(np.float32)
+    return out.reshape(-1, fmt.channels)
+
+
+def from_float(frames: npt.NDArray[np.floating], sample_format: SampleFormat) -> bytes:
+    """Encode float frames as interleaved PCM bytes, saturating at full scale.
+
+    NaN encodes as silence and +-Inf as full scale, so a broken producer cannot wrap around.
+
+    Args:
+        frames: ``(frames, channels)`` or ``(samples,)`` floats, full scale +-1.0.
+        sample_format: the encoding to produce.
+
+    """
+    x = np.asarray(frames, dtype=np.float32)
+    if sample_format is SampleFormat.F32LE:
+        return np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0).astype("<f4").tobytes()
+    scale = _SCALE[sample_format]
+    scaled = np.nan_to_num(x.astype(np.float64) * scale, nan=0.0, posinf=scale, neginf=-scale)
+    ints = np.clip(np.rint(scaled), -scale, scale - 1).astype(np.int32)
+    if sample_format is SampleFormat.U8:
+        return (ints + 128).astype(np.uint8).tobytes()
+    if sample_format is SampleFormat.S24LE:
+        le = ints.astype("<i4").reshape(-1, 1).view(np.uint8)  # 4 bytes each, little-endian
+        return np.ascontiguousarray(le[:, :3]).tobytes()
+    return ints.astype(_INT_DTYPES[sample_format]).tobytes()
+
+
+def count_non_finite(frames: Frames) -> int:
+    """Number of NaN or +-Inf samples (a float producer bug worth counting)."""
+    return int(frames.size - np.count_nonzero(np.isfinite(frames)))
+
+
+def remix(frames: Frames, channels: int) -> Frames:
+    """Change the channel count.
+
+    - same count: returned as is;
+    - to mono: the average of all channels;
+    - from mono: the one channel copied to every output channel;
+    - N to M otherwise: channel ``i`` of the output is input channel ``i % N``
+      (fewer channels keeps the first ones).
+
+    Raises:
+        AudioFormatError: ``channels`` < 1.
+
+    """
+    have = frames.shape[1]
+    if channels < 1:
+        raise AudioFormatError(f"cannot remix to {channels} channels")
+    if have == channels:
+        return frames
+    if channels == 1:
+        return frames.mean(axis=1, keepdims=True, dtype=np.float32)
+    if have == 1:
+        return np.repeat(frames, channels, axis=1)
+    return frames[:, np.arange(channels) % have]
+
+
+def select_channel(frames: Frames, index: int) -> Frames:
+    """One channel as a ``(frames, 1)`` array (e.g. one microphone of an array).
+
+    Raises:
+        AudioFormatError: ``index`` is not a channel of ``frames``.
+
+    """
+    if not 0 <= index < frames.shape[1]:
+        raise AudioFormatError(f"channel {index} does not exist in {frames.shape[1]} channels")
+    return frames[:, index : index + 1]

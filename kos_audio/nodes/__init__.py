@@ -1,0 +1,1 @@
+"""The executables: one node per module, each with a ``main()``."""

@@ -1,0 +1,257 @@
+"""mic_node: a microphone (device, KOS, tone, file...) published as audio_common_msgs topics.
+
+Publishes (relative names, so namespaces and remaps apply):
+    ``audio`` (AudioData), ``audio_stamped`` (AudioDataStamped, stamp = time of the chunk's
+    first sample), ``audio_info`` (AudioInfo, latched, re-sent every 5 s).
+Services: ``~/enable`` (std_srvs/SetBool). Diagnostics on ``/diagnostics``.
+
+Threads: the source runs on its own capture thread (and, for a device, PortAudio's callback
+thread, which only enqueues); conversion, chunking, stamping and publishing happen on the
+capture thread. The executor thread only serves services, parameters and timers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import rclpy
+from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_srvs.srv import SetBool
+
+from kos_audio.backends import SOURCES, SourceConfig, create_source
+from kos_audio.core import AudioFormat, CapturedBlock, CaptureLoop, ChunkStamper, SampleFormat
+from kos_audio.core.capture import CaptureState
+from kos_audio.core.formats import supported_sample_formats
+from kos_audio.errors import KosAudioError
+from kos_audio.ros import diagnostics
+from kos_audio.ros.messages import audio_info, audio_messages
+from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
+from kos_audio.ros.qos import LATCHED_QOS, audio_qos
+
+#: ros-drivers' audio_capture re-sends audio_info this often (s); kept for its subscribers.
+INFO_PERIOD_S = 5.0
+DIAGNOSTICS_PERIOD_S = 1.0
+
+PARAMS = [
+    Param("source", "tone", "Where audio comes from", choices=tuple(SOURCES)),
+    Param("device", "", "source=device: input device name (substring) or index; '' = default"),
+    Param("device_latency", "high",
+          "source=device: PortAudio latency: 'high' (robust under load), 'low', or seconds"),
+    Param("sample_rate", 16000, "Published sample rate (Hz)", int_range=(1000, 384000)),
+    Param("channels", 1, "Published channel count", int_range=(1, 255)),
+    Param("sample_format", "S16LE", "Published sample format: " + supported_sample_formats(),
+          choices=tuple(f.value for f in SampleFormat)),
+    Param("chunk_ms", 20.0, "Duration of one published chunk (ms)", float_range=(1.0, 1000.0)),
+    Param("frame_id", "microphone", "header.frame_id of audio_stamped"),
+    Param("tone.frequency_hz", 440.0, "source=tone: frequency (Hz); may change at run time",
+          read_only=False, float_range=(0.0, 20000.0)),
+    Param("tone.amplitude", 0.5, "source=tone: amplitude (full scale 1.0); may change at run time",
+          read_only=False, float_range=(0.0, 1.0)),
+    Param("file.path", "", "source=file: audio file (WAV, FLAC, OGG) played as the microphone"),
+    Param("file.loop", True, "source=file: restart at the end (same timeline, no gap)"),
+    *qos_params(),
+]
+
+
+class MicNode(Node):
+    """Wires one audio source to the audio topics; see the module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("mic", **kwargs)
+        p = declare_all(self, PARAMS)
+        try:
+            self.audio_format = AudioFormat(
+                p["sample_rate"], p["channels"], SampleFormat.parse(p["sample_format"]))
+        except KosAudioError as err:
+            raise ParameterError(str(err)) from err
+        self.frame_id: str = p["frame_id"]
+        self.chunk_frames = self.audio_format.frames_for_ms(p["chunk_ms"])
+        self.source_name: str = p["source"]
+        self.source = create_source(self.source_name, SourceConfig(
+            format=self.audio_format, block_ms=p["chunk_ms"], device=p["device"],
+            device_latency=_latency(p["device_latency"]),
+            tone_frequency_hz=p["tone.frequency_hz"], tone_amplitude=p["tone.amplitude"],
+            file_path=p["file.path"], file_loop=p["file.loop"],
+        ))
+        qos = audio_qos(p["qos.reliability"], p["qos.depth"])
+        self._pub_audio = self.create_publisher(AudioData, "audio", qos)
+        self._pub_stamped = self.create_publisher(AudioDataStamped, "audio_stamped", qos)
+        self._pub_info = self.create_publisher(AudioInfo, "audio_info", LATCHED_QOS)
+        self._info = audio_info(self.audio_format)
+        self._pub_info.publish(self._info)
+        self.create_timer(INFO_PERIOD_S, lambda: self._pub_info.publish(self._info))
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diag = diagnostics.DiagnosticsPublisher(self, hardware_id=self.source.describe())
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+
+        self._stamper: ChunkStamper | None = None
+        self._restart_pending = False
+        self._lock = threading.Lock()  # counters shared by capture and executor threads
+        self._chunks = 0
+        self._recent: deque[float] = deque(maxlen=200)  # monotonic publish times, for the rate
+        self._errors = 0
+        self._last_error = ""
+        self._capture = CaptureLoop(self.source, self._on_block, on_event=self._on_event)
+        self._capture.start()
+        self.get_logger().info(
+            f"publishing {self.audio_format.describe()} in {p['chunk_ms']:g} ms chunks from "
+            f"{self.source.describe()}")
+
+    # -- capture thread ------------------------------------------------------------------
+    def _on_block(self, block: CapturedBlock) -> None:
+        if self._restart_pending:
+            self._restart_pending = False
+            block = dataclasses.replace(block, discontinuity=True)
+        stamper = self._stamper
+        if stamper is None or stamper.source != self.source.format:
+            # First block, or the source reopened in another format: a new timeline.
+            if stamper is not None:
+                self._publish_chunks(stamper.flush())
+            reanchors = stamper.reanchors + 1 if stamper is not None else 0
+            stamper = ChunkStamper(self.source.format, self.audio_format, self.chunk_frames,
+                                   clock_offset_ns=self._clock_offset_ns)
+            stamper.reanchors = reanchors
+            self._stamper = stamper
+            if self.source.format != self.audio_format:
+                self.get_logger().info(
+                    f"{self.source.describe()} delivers {self.source.format.describe()}; "
+                    f"converting to {self.audio_format.describe()}")
+        self._publish_chunks(stamper.push(block))
+
+    def _publish_chunks(self, chunks: list[Any]) -> None:
+        for chunk in chunks:
+            plain, stamped = audio_messages(chunk.data, chunk.stamp_ns, self.frame_id)
+            self._pub_audio.publish(plain)
+            self._pub_stamped.publish(stamped)
+            with self._lock:
+                self._chunks += 1
+                self._recent.append(time.monotonic())
+
+    def _clock_offset_ns(self) -> int:
+        return int(self.get_clock().now().nanoseconds) - time.time_ns()
+
+    def _on_event(self, kind: str, message: str) -> None:
+        if kind == "error":
+            with self._lock:
+                self._errors += 1
+                self._last_error = message
+            self.get_logger().error(f"{self.source.describe()}: {message}")
+        else:
+            self.get_logger().info(message)
+
+    # -- executor thread -----------------------------------------------------------------
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        if request.data == self._capture.running:
+            response.success = True
+            response.message = f"capture already {'enabled' if request.data else 'disabled'}"
+            return response
+        if request.data:
+            self._restart_pending = self._stamper is not None
+            self._capture.start()
+        else:
+            self._capture.stop()
+            if self._stamper is not None:
+                self._publish_chunks(self._stamper.flush())
+        response.success = True
+        response.message = f"capture {'enabled' if request.data else 'disabled'}"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            if param.name in ("tone.frequency_hz", "tone.amplitude") and hasattr(
+                    self, "source") and self.source_name == "tone":
+                attr = "frequency_hz" if param.name.endswith("frequency_hz") else "amplitude"
+                setattr(self.source, attr, float(param.value))
+        return SetParametersResult(successful=True)
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._recent if now - t <= 5.0]
+            chunks, errors, last_error = self._chunks, self._errors, self._last_error
+        rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 2 else 0.0
+        state = self._capture.state
+        stamper = self._stamper
+        level = diagnostics.OK
+        if state in (CaptureState.BACKOFF, CaptureState.OPENING) and errors:
+            level = diagnostics.ERROR
+        elif state is CaptureState.RUNNING and self._chunks and rate == 0.0:
+            level = diagnostics.WARN
+        self._diag.publish(level, f"{state.value}: {self.source.describe()}", {
+            "state": state.value,
+            "source": self.source.describe(),
+            "format": self.audio_format.describe(),
+            "source_format": self.source.format.describe(),
+            "chunks_published": chunks,
+            "chunk_rate_hz": rate,
+            "overflows": getattr(self.source, "overflows", 0),
+            "reanchors": stamper.reanchors if stamper else 0,
+            "clock_drift_ms": (stamper.drift_ns / 1e6) if stamper else 0.0,
+            "errors": errors,
+            "last_error": last_error,
+        })
+
+    def destroy_node(self) -> None:
+        """Stop capture (closing the source) before the node goes away."""
+        self._capture.stop()
+        super().destroy_node()
+
+
+def _latency(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def print_devices() -> int:
+    """``mic_node --list-devices``: the input devices PortAudio sees."""
+    try:
+        from kos_audio.backends.device import list_devices
+    except ImportError as err:
+        print(f"cannot list devices: {err}", file=sys.stderr)
+        return 1
+    print(f"{'index':>5}  {'name':<40} {'in ch':>5} {'rate (Hz)':>9}  host API")
+    for d in list_devices():
+        if d.max_input_channels > 0:
+            print(f"{d.index:>5}  {d.name:<40} {d.max_input_channels:>5} "
+                  f"{d.default_sample_rate_hz:>9.0f}  {d.host_api}")
+    return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``mic_node`` executable."""
+    argv = sys.argv if args is None else args
+    if "--list-devices" in argv:
+        return print_devices()
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = MicNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except KosAudioError as err:
+        # One clear line instead of a traceback: the user mistyped a parameter.
+        print(f"[mic_node] error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

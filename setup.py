@@ -1,0 +1,38 @@
+"""ament_python package kos_audio (also pip-installable into a plain venv)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "kos_audio"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["py.typed", "protocols/**/*.proto", "protocols/**/*.desc"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    # On a robot these come from apt via rosdep (package.xml); pip users get them from PyPI.
+    install_requires=["numpy", "soxr", "soundfile", "sounddevice", "grpcio", "protobuf"],
+    extras_require={
+        "test": ["pytest", "pytest-timeout", "rosbags", "ruff", "mypy"],
+        "bags": ["rosbags"],
+    },
+    zip_safe=True,
+    maintainer="kos_audio maintainers",
+    maintainer_email="kos-audio@example.com",
+    description="The audio layer of a robot: microphone, speaker, recorder, KOS and Resonite bridges",
+    license="MIT",
+    entry_points={
+        "console_scripts": [
+            "mic_node = kos_audio.nodes.mic_node:main",
+            "audio_monitor = kos_audio.tools.monitor:main",
+        ],
+    },
+)

@@ -1,0 +1,55 @@
+"""The private PulseAudio server (scripts/pulse.sh) for tests, and playing/recording through it
+with the PulseAudio command-line tools (not through kos_audio, so they check it independently)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "pulse.sh"
+
+
+class PulseServer:
+    """Starts the server in ``directory`` and exports its environment into ``os.environ``
+    (so PortAudio in this process and in child processes uses it)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.env: dict[str, str] = {}
+
+    def start(self) -> PulseServer:
+        out = subprocess.run([str(SCRIPT), "start", str(self.directory)], check=True,
+                             capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("export "):
+                key, _, value = line[len("export "):].partition("=")
+                self.env[key] = value
+        os.environ.update(self.env)
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([str(SCRIPT), "stop", str(self.directory)], check=False)
+
+    def play(self, samples: npt.NDArray[np.int16], *, device: str, rate: int,
+             channels: int = 1) -> subprocess.Popen[bytes]:
+        """Start playing int16 ``samples`` into the sink ``device`` with pacat (returns at once)."""
+        proc = subprocess.Popen(
+            ["pacat", "--playback", f"--device={device}", "--format=s16le", f"--rate={rate}",
+             f"--channels={channels}", "--latency-msec=20", "--raw"],
+            stdin=subprocess.PIPE, env={**os.environ, **self.env})
+        assert proc.stdin is not None
+        proc.stdin.write(samples.astype("<i2").tobytes())
+        proc.stdin.close()
+        return proc
+
+    def record(self, *, device: str, rate: int, channels: int = 1) -> subprocess.Popen[bytes]:
+        """Start recording int16 from the source ``device`` with parec; read ``stdout``."""
+        return subprocess.Popen(
+            ["parec", f"--device={device}", "--format=s16le", f"--rate={rate}",
+             f"--channels={channels}", "--latency-msec=20", "--raw"],
+            stdout=subprocess.PIPE, env={**os.environ, **self.env})
