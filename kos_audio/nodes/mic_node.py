@@ -52,6 +52,7 @@ PARAMS = [
           choices=tuple(f.value for f in SampleFormat)),
     Param("chunk_ms", 20.0, "Duration of one published chunk (ms)", float_range=(1.0, 1000.0)),
     Param("frame_id", "microphone", "header.frame_id of audio_stamped"),
+    Param("autostart", True, "Capture from the start; false waits for ~/enable"),
     Param("tone.frequency_hz", 440.0, "source=tone: frequency (Hz); may change at run time",
           read_only=False, float_range=(0.0, 20000.0)),
     Param("tone.amplitude", 0.5, "source=tone: amplitude (full scale 1.0); may change at run time",
@@ -102,9 +103,11 @@ class MicNode(Node):
         self._errors = 0
         self._last_error = ""
         self._capture = CaptureLoop(self.source, self._on_block, on_event=self._on_event)
-        self._capture.start()
+        if p["autostart"]:
+            self._capture.start()
         self.get_logger().info(
-            f"publishing {self.audio_format.describe()} in {p['chunk_ms']:g} ms chunks from "
+            f"{'publishing' if p['autostart'] else 'ready to publish (call ~/enable)'} "
+            f"{self.audio_format.describe()} in {p['chunk_ms']:g} ms chunks from "
             f"{self.source.describe()}")
 
     # -- capture thread ------------------------------------------------------------------
@@ -146,6 +149,8 @@ class MicNode(Node):
                 self._errors += 1
                 self._last_error = message
             self.get_logger().error(f"{self.source.describe()}: {message}")
+        elif kind == "finished":
+            self.get_logger().info(f"source finished: {message}")
         else:
             self.get_logger().info(message)
 

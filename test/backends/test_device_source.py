@@ -1,0 +1,57 @@
+"""The device source through real PortAudio and the private PulseAudio server."""
+
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from kos_audio.errors import BackendError
+
+pytestmark = pytest.mark.device
+
+
+@pytest.fixture
+def device_module(pulse: Any) -> Any:
+    from kos_audio.backends import device
+
+    return device
+
+
+def test_lists_and_finds_virtual_devices(device_module: Any) -> None:
+    names = [d.name for d in device_module.list_devices() if d.max_input_channels > 0]
+    assert "mic" in names and "array" in names
+    assert device_module.find_device("mic", output=False).name == "mic"
+    with pytest.raises(BackendError, match="no input device matches 'nonexistent'"):
+        device_module.find_device("nonexistent", output=False)
+    with pytest.raises(BackendError, match="several input devices match 'a'"):
+        device_module.find_device("a", output=False)
+
+
+def test_captures_what_is_played_into_the_mic_feed(pulse: Any, device_module: Any) -> None:
+    from kos_audio.core import AudioFormat, SampleFormat
+
+    # 48 kHz is the null sink's own rate: PulseAudio does not resample, so capture is exact.
+    fmt = AudioFormat(48000, 1, SampleFormat.S16LE)
+    src = device_module.DeviceSource(fmt, device="mic", block_frames=960, latency="high")
+    src.open()
+    try:
+        assert src.format == fmt
+        ramp = np.arange(48000) * 7 % 20000 - 10000  # not periodic within a block
+        signal = ramp.astype(np.int16)
+        time.sleep(0.2)
+        player = pulse.play(signal, device="micfeed", rate=48000)
+        got = []
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            block = src.read(0.2)
+            if block:
+                assert block.capture_time_ns and abs(block.capture_time_ns - time.time_ns()) < 1e9
+                got.append(block.data)
+        player.wait(5)
+    finally:
+        src.close()
+    x = np.frombuffer(b"".join(got), "<i2").astype(np.float64)
+    corr = np.correlate(x, signal.astype(np.float64), mode="valid")
+    best = int(np.argmax(corr))
+    assert np.array_equal(x[best : best + len(signal)].astype(np.int16), signal)

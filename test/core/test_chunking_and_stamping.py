@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from kos_audio.core import (
+    NS_PER_S,
+    AudioFormat,
+    CapturedBlock,
+    ChunkStamper,
+    FrameChunker,
+    SampleClock,
+    SampleFormat,
+)
+from kos_audio.errors import AudioFormatError
+
+
+def test_chunker_is_exact_for_any_input_sizes() -> None:
+    data = np.arange(10_000, dtype=np.int32).reshape(-1, 2)
+    chunker = FrameChunker(320)
+    out, start = [], 0
+    for size in np.random.default_rng(1).integers(0, 900, size=100):
+        out += chunker.push(data[start : start + size])
+        start += size
+    out += chunker.push(data[start:])
+    rest = chunker.flush()
+    assert all(len(c) == 320 for c in out)
+    joined = np.concatenate([*out, rest])
+    assert np.array_equal(joined, data)
+    assert chunker.flush() is None
+    with pytest.raises(AudioFormatError):
+        FrameChunker(0)
+
+
+def test_sample_clock_does_not_accumulate_error() -> None:
+    clock = SampleClock(44100)
+    clock.anchor(1_000)
+    stamps = [clock.take(441) for _ in range(100_000)]  # 10 ms chunks, ~17 min
+    assert stamps[0] == 1_000
+    assert stamps[-1] == 1_000 + 99_999 * 441 * NS_PER_S // 44100
+    assert set(np.diff(stamps)) == {10_000_000}
+
+
+def _blocks(fmt: AudioFormat, seconds: float, block_frames: int, t0: int) -> list[CapturedBlock]:
+    total = int(fmt.sample_rate_hz * seconds)
+    ramp = (np.arange(total) % 30000).astype("<i2")
+    return [CapturedBlock(ramp[i : i + block_frames].tobytes(),
+                          capture_time_ns=t0 + i * NS_PER_S // fmt.sample_rate_hz)
+            for i in range(0, total, block_frames)]
+
+
+def test_stamper_chunks_are_contiguous_and_lossless() -> None:
+    fmt = AudioFormat(16000, 1, SampleFormat.S16LE)
+    t0 = 1_700_000_000 * NS_PER_S
+    stamper = ChunkStamper(fmt, fmt, 320)
+    chunks = [c for b in _blocks(fmt, 2.0, 137, t0) for c in stamper.push(b)]
+    chunks += stamper.flush()
+    assert chunks[0].stamp_ns == t0
+    assert all(c.frames == 320 for c in chunks[:-1])
+    for a, b in zip(chunks, chunks[1:]):
+        assert b.stamp_ns - a.stamp_ns == a.frames * NS_PER_S // 16000
+    data = b"".join(c.data for c in chunks)
+    assert data == b"".join(b.data for b in _blocks(fmt, 2.0, 137, t0))
+
+
+def test_discontinuity_reanchors_and_flushes_pending() -> None:
+    fmt = AudioFormat(16000, 1, SampleFormat.S16LE)
+    stamper = ChunkStamper(fmt, fmt, 320)
+    first = stamper.push(CapturedBlock(b"\x01\x00" * 500, capture_time_ns=0))
+    assert [c.frames for c in first] == [320]
+    later = 5 * NS_PER_S
+    out = stamper.push(CapturedBlock(b"\x02\x00" * 320, capture_time_ns=later,
+                                     discontinuity=True))
+    assert [c.frames for c in out] == [180, 320]  # old timeline's tail, then the new one
+    assert out[0].stamp_ns == 320 * NS_PER_S // 16000
+    assert out[1].stamp_ns == later
+    assert stamper.reanchors == 1
+
+
+def test_drift_beyond_limit_reanchors() -> None:
+    fmt = AudioFormat(16000, 1, SampleFormat.S16LE)
+    stamper = ChunkStamper(fmt, fmt, 160)
+    stamper.push(CapturedBlock(b"\0\0" * 160, capture_time_ns=0))
+    stamper.push(CapturedBlock(b"\0\0" * 160, capture_time_ns=10_000_000 + 50_000_000))
+    assert stamper.reanchors == 0 and stamper.drift_ns == 50_000_000
+    out = stamper.push(CapturedBlock(b"\0\0" * 160, capture_time_ns=20_000_000 + 900_000_000))
+    assert stamper.reanchors == 1
+    assert out[-1].stamp_ns == 920_000_000
+
+
+def test_stamper_converts_rate_and_keeps_sample_count() -> None:
+    src = AudioFormat(48000, 2, SampleFormat.F32LE)
+    dst = AudioFormat(16000, 1, SampleFormat.S16LE)
+    stamper = ChunkStamper(src, dst, 320)
+    block = np.zeros((480, 2), "<f4").tobytes()
+    chunks = [c for i in range(100) for c in stamper.push(
+        CapturedBlock(block, capture_time_ns=i * 10_000_000))]
+    chunks += stamper.flush()
+    assert abs(sum(c.frames for c in chunks) - 16000) <= 2
+    assert chunks[1].stamp_ns - chunks[0].stamp_ns == 20_000_000
