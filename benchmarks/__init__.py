@@ -1,0 +1,1 @@
+"""Benchmarks: real processes, measured; run with scripts/benchmark.py NAME."""
