@@ -21,7 +21,9 @@ setup(
     # On a robot these come from apt via rosdep (package.xml); pip users get them from PyPI.
     install_requires=["numpy", "soxr", "soundfile", "sounddevice", "grpcio", "protobuf"],
     extras_require={
-        "test": ["pytest", "pytest-timeout", "rosbags", "ruff", "mypy"],
+        # grpcio-tools checks the shipped .desc files; pykos (upstream KOS client) cross-checks
+        # the test KOS server, in a subprocess because it patches asyncio globally.
+        "test": ["pytest", "pytest-timeout", "rosbags", "ruff", "mypy", "grpcio-tools", "pykos"],
         "bags": ["rosbags"],
     },
     zip_safe=True,
@@ -33,6 +35,8 @@ setup(
         "console_scripts": [
             "mic_node = kos_audio.nodes.mic_node:main",
             "audio_monitor = kos_audio.tools.monitor:main",
+            "recorder_node = kos_audio.nodes.recorder_node:main",
+            "bag_to_wav = kos_audio.tools.bag_to_wav:main",
         ],
     },
 )

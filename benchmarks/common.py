@@ -13,7 +13,8 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 class CpuMeter:
     """CPU time of process ``pid`` (and its threads) between :meth:`start` and :meth:`stop`,
-    as % of one core."""
+    as % of one core.
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid

@@ -12,6 +12,7 @@ rclpy publisher sends the same messages at the same rate, as the CPU baseline.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -25,9 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "test"))  # the test harness: NodeProcess, PulseServer, RosProbe
 
-from benchmarks.common import CpuMeter, percentiles  # noqa: E402
-from kos_testing.procs import NodeProcess  # noqa: E402
-from kos_testing.pulse import PulseServer  # noqa: E402
+from kos_testing.procs import NodeProcess
+from kos_testing.pulse import PulseServer
+
+from benchmarks.common import CpuMeter, percentiles
 
 CASES = [  # name, rate, channels, capture device, feed sink
     ("16 kHz mono", 16000, 1, "mic", "micfeed"),
@@ -55,8 +57,8 @@ def feed_forever(pulse: PulseServer, sink: str, channels: int, stop: threading.E
         proc.kill()
 
 
-def run_case(pulse: PulseServer, name: str, rate: int, channels: int, device: str, sink: str,
-             seconds: float) -> None:
+def run_case(pulse: PulseServer, case: tuple[str, int, int, str, str], seconds: float) -> None:
+    name, rate, channels, device, sink = case
     from audio_common_msgs.msg import AudioDataStamped
     from diagnostic_msgs.msg import DiagnosticArray
     from kos_testing.ros import RosProbe
@@ -96,7 +98,7 @@ def run_case(pulse: PulseServer, name: str, rate: int, channels: int, device: st
     frame_bytes = 2 * channels
     latencies = [(r - s) / 1e6 for r, s, _ in window]
     lost = 0
-    for (_, s0, n0), (_, s1, _) in zip(window, window[1:]):
+    for (_, s0, n0), (_, s1, _) in itertools.pairwise(window):
         expected = s0 + (n0 // frame_bytes) * 10**9 // rate
         lost += max(0, round((s1 - expected) * rate / 1e9))
     input_latency_ms = 0.0
@@ -139,7 +141,7 @@ def main(argv: list[str]) -> int:
         pulse = PulseServer(Path(tmp)).start()
         try:
             for case in CASES:
-                run_case(pulse, *case, seconds=opts.seconds)
+                run_case(pulse, case, seconds=opts.seconds)
         finally:
             pulse.stop()
     return 0

@@ -62,12 +62,12 @@ def list_devices(*, refresh: bool = False) -> list[DeviceInfo]:
         DeviceInfo(
             index=int(d["index"]),
             name=str(d["name"]),
-            host_api=str(apis[d["hostapi"]]["name"]),  # type: ignore[index]
+            host_api=str(apis[d["hostapi"]]["name"]),
             max_input_channels=int(d["max_input_channels"]),
             max_output_channels=int(d["max_output_channels"]),
             default_sample_rate_hz=float(d["default_samplerate"]),
         )
-        for d in sounddevice.query_devices()  # type: ignore[union-attr]
+        for d in sounddevice.query_devices()
     ]
 
 

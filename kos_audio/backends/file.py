@@ -73,7 +73,7 @@ class FileSource:
             data = self._read_block(self._file, block)
         if not data:
             raise SourceFinished(f"end of {self.path}")
-        captured = CapturedBlock(bytes(data), capture_time_ns=self._pacer.wall_time_ns(self._frame))
+        captured = CapturedBlock(data, capture_time_ns=self._pacer.wall_time_ns(self._frame))
         self._frame += len(data) // self._format.frame_bytes
         return captured
 

@@ -1,4 +1,6 @@
-"""Capture side of the core: run a source on its own thread, and turn its blocks into
+"""Capture side of the core: a source on its own thread, and its blocks made into chunks.
+
+:class:`CaptureLoop` runs and reconnects a source; :class:`ChunkStamper` turns its blocks into
 format-converted, exactly sized, sample-accurately stamped chunks.
 """
 
@@ -12,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from kos_audio.core.backoff import Backoff
 from kos_audio.core.chunking import FrameChunker
@@ -119,7 +122,7 @@ class ChunkStamper:
         raw = np.frombuffer(data, np.uint8).reshape(-1, self.target.frame_bytes)
         out.extend(self._stamp(chunk) for chunk in self._chunker.push(raw))
 
-    def _stamp(self, chunk: np.ndarray) -> StampedChunk:  # type: ignore[type-arg]
+    def _stamp(self, chunk: npt.NDArray[np.generic]) -> StampedChunk:
         frames = len(chunk)
         return StampedChunk(chunk.tobytes(), frames, self._clock.take(frames))
 

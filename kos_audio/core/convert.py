@@ -8,7 +8,7 @@ instead of turning into full-scale noise.
 from __future__ import annotations
 
 import array
-from typing import Union
+from typing import Any, Union, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -28,7 +28,7 @@ _SCALE = {
     SampleFormat.S24LE: 8388608.0,
     SampleFormat.S32LE: 2147483648.0,
 }
-_INT_DTYPES = {
+_INT_DTYPES: dict[SampleFormat, np.dtype[Any]] = {
     SampleFormat.S16LE: np.dtype("<i2"),
     SampleFormat.S32LE: np.dtype("<i4"),
 }
@@ -90,7 +90,8 @@ def from_float(frames: npt.NDArray[np.floating], sample_format: SampleFormat) ->
     if sample_format is SampleFormat.S24LE:
         le = ints.astype("<i4").reshape(-1, 1).view(np.uint8)  # 4 bytes each, little-endian
         return np.ascontiguousarray(le[:, :3]).tobytes()
-    return ints.astype(_INT_DTYPES[sample_format]).tobytes()
+    encoded: bytes = ints.astype(_INT_DTYPES[sample_format]).tobytes()
+    return encoded
 
 
 def count_non_finite(frames: Frames) -> int:
@@ -117,7 +118,7 @@ def remix(frames: Frames, channels: int) -> Frames:
     if have == channels:
         return frames
     if channels == 1:
-        return frames.mean(axis=1, keepdims=True, dtype=np.float32)
+        return cast(Frames, frames.mean(axis=1, keepdims=True, dtype=np.float32))
     if have == 1:
         return np.repeat(frames, channels, axis=1)
     return frames[:, np.arange(channels) % have]

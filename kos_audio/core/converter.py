@@ -41,7 +41,7 @@ class StreamConverter:
 
         """
         if self.passthrough:
-            self.source.frames_in(len(memoryview(data).cast("B")))
+            self.source.frames_in(np.frombuffer(data, np.uint8).size)
             return bytes(data)
         return from_float(self.to_frames(data), self.target.sample_format)
 

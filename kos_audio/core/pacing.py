@@ -40,9 +40,7 @@ class RealTimePacer:
         return time.monotonic_ns() - (self._mono0 + self.offset_ns(frame))
 
     def wait_until(self, frame: int, timeout_s: float) -> bool:
-        """Sleep until frame ``frame`` is due; False if ``timeout_s`` or :meth:`cancel` came
-        first.
-        """
+        """Sleep until frame ``frame`` is due; False if ``timeout_s`` or a cancel came first."""
         early_s = -self.lag_ns(frame) / NS_PER_S
         if early_s <= 0:
             return True

@@ -36,18 +36,21 @@ class StreamResampler:
         return self.in_rate_hz == self.out_rate_hz
 
     def process(self, frames: Frames) -> Frames:
-        """Resample the next ``(frames, channels)`` float32 chunk; may return fewer frames
-        than the ratio implies while the filter fills.
+        """Resample the next ``(frames, channels)`` float32 chunk.
+
+        May return fewer frames than the ratio implies while the filter fills.
         """
         if self._stream is None:
             return frames
-        return self._stream.resample_chunk(np.ascontiguousarray(frames, dtype=np.float32))
+        out: Frames = self._stream.resample_chunk(np.ascontiguousarray(frames, np.float32))
+        return out
 
     def flush(self) -> Frames:
         """Return what the filter still holds (end of stream) and start a fresh stream."""
         if self._stream is None:
             return np.zeros((0, self.channels), np.float32)
-        tail = self._stream.resample_chunk(np.zeros((0, self.channels), np.float32), last=True)
+        tail: Frames = self._stream.resample_chunk(np.zeros((0, self.channels), np.float32),
+                                                   last=True)
         self.reset()
         return tail
 

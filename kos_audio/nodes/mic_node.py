@@ -201,6 +201,7 @@ class MicNode(Node):
             "chunks_published": chunks,
             "chunk_rate_hz": rate,
             "overflows": getattr(self.source, "overflows", 0),
+            "input_latency_ms": float(getattr(self.source, "input_latency_s", 0.0)) * 1e3,
             "reanchors": stamper.reanchors if stamper else 0,
             "clock_drift_ms": (stamper.drift_ns / 1e6) if stamper else 0.0,
             "errors": errors,

@@ -44,7 +44,9 @@ def time_ns(stamp: Time) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
-def audio_messages(data: bytes, stamp_ns: int, frame_id: str) -> tuple[AudioData, AudioDataStamped]:
+def audio_messages(
+    data: bytes, stamp_ns: int, frame_id: str
+) -> tuple[AudioData, AudioDataStamped]:
     """The unstamped and stamped messages for one chunk (bytes assigned, never listed)."""
     plain = AudioData(data=data)
     stamped = AudioDataStamped()

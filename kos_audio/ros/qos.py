@@ -15,7 +15,10 @@ from rclpy.qos import (
 )
 
 #: ``qos.reliability`` parameter values.
-RELIABILITY = {"reliable": ReliabilityPolicy.RELIABLE, "best_effort": ReliabilityPolicy.BEST_EFFORT}
+RELIABILITY = {
+    "reliable": ReliabilityPolicy.RELIABLE,
+    "best_effort": ReliabilityPolicy.BEST_EFFORT,
+}
 
 
 def audio_qos(reliability: str, depth: int) -> QoSProfile:

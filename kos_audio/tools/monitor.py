@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 import rclpy
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from rclpy.executors import ExternalShutdownException
@@ -37,7 +38,7 @@ class Window:
     frames: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     peak: float = 0.0
-    tail: list[np.ndarray] = field(default_factory=list)  # type: ignore[type-arg]
+    tail: list[npt.NDArray[np.float32]] = field(default_factory=list)
 
 
 class AudioMonitor(Node):
@@ -132,7 +133,8 @@ def main(args: list[str] | None = None) -> int:
     finally:
         stamps = ", ".join(f"{s / NS_PER_S:.6f}" for s in node.first_stamps)
         print(f"[audio_monitor] total {node.total_frames} frames "
-              f"({node.total_frames / node.format.sample_rate_hz:.2f} s), first stamps [{stamps}], "
+              f"({node.total_frames / node.format.sample_rate_hz:.2f} s), "
+              f"first stamps [{stamps}], "
               f"lost {node.lost_frames} frames", flush=True)
         ok = node.total_frames > 0 and node.lost_frames == 0 and node.jumps == 0
         node.destroy_node()

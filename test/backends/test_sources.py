@@ -43,7 +43,9 @@ def test_tone_read_times_out_and_close_wakes_it() -> None:
     assert time.monotonic() - start < 0.5
 
 
-def _write_ramp(path: Path, frames: int, rate: int = 16000, subtype: str = "PCM_16") -> np.ndarray:
+def _write_ramp(
+    path: Path, frames: int, rate: int = 16000, subtype: str = "PCM_16"
+) -> np.ndarray:
     ramp = (np.arange(frames) % 2000 - 1000).astype(np.int16)
     soundfile.write(str(path), ramp, rate, subtype=subtype)
     return ramp
@@ -82,7 +84,8 @@ def test_missing_or_bad_file_is_a_backend_error(tmp_path: Path) -> None:
         create_source("file", SourceConfig(format=FMT, file_path=str(tmp_path / "no.wav"))).open()
     (tmp_path / "junk.wav").write_bytes(b"not audio at all")
     with pytest.raises(BackendError, match="cannot open"):
-        create_source("file", SourceConfig(format=FMT, file_path=str(tmp_path / "junk.wav"))).open()
+        junk = SourceConfig(format=FMT, file_path=str(tmp_path / "junk.wav"))
+        create_source("file", junk).open()
     with pytest.raises(BackendError, match="unknown source 'sdcard'"):
         create_source("sdcard", SourceConfig(format=FMT))
 

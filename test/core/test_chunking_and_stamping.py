@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -55,7 +57,7 @@ def test_stamper_chunks_are_contiguous_and_lossless() -> None:
     chunks += stamper.flush()
     assert chunks[0].stamp_ns == t0
     assert all(c.frames == 320 for c in chunks[:-1])
-    for a, b in zip(chunks, chunks[1:]):
+    for a, b in itertools.pairwise(chunks):
         assert b.stamp_ns - a.stamp_ns == a.frames * NS_PER_S // 16000
     data = b"".join(c.data for c in chunks)
     assert data == b"".join(b.data for b in _blocks(fmt, 2.0, 137, t0))

@@ -46,7 +46,9 @@ class NodeProcess:
             cmd += ["-r", f"{src}:={dst}"]
         self.cmd = cmd
         self._env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-        self._log = tempfile.NamedTemporaryFile(prefix="node-", suffix=".log", delete=False)
+        # Kept open for the life of the process, which writes into it; read by name.
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="node-", suffix=".log", delete=False)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> NodeProcess:

@@ -37,7 +37,7 @@ class PulseServer:
 
     def play(self, samples: npt.NDArray[np.int16], *, device: str, rate: int,
              channels: int = 1) -> subprocess.Popen[bytes]:
-        """Start playing int16 ``samples`` into the sink ``device`` with pacat (returns at once)."""
+        """Start playing int16 ``samples`` into the sink ``device`` with pacat; returns at once."""
         proc = subprocess.Popen(
             ["pacat", "--playback", f"--device={device}", "--format=s16le", f"--rate={rate}",
              f"--channels={channels}", "--latency-msec=20", "--raw"],

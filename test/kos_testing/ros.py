@@ -90,7 +90,9 @@ class RosProbe:
         """A publisher on ``topic``."""
         return self.node.create_publisher(msg_type, topic, qos)
 
-    def wait_for_subscribers(self, publisher: Any, count: int = 1, timeout_s: float = 10.0) -> None:
+    def wait_for_subscribers(
+        self, publisher: Any, count: int = 1, timeout_s: float = 10.0
+    ) -> None:
         """Block until ``publisher`` is matched with ``count`` subscriptions."""
         wait_until(lambda: publisher.get_subscription_count() >= count, timeout_s,
                    f"no subscriber on {publisher.topic_name}")

@@ -20,7 +20,7 @@ def gaps(msgs: list, rate: int) -> list[int]:  # type: ignore[type-arg]
     """Stamp differences (ns) minus the duration of the previous chunk, for every pair."""
     s = stamps_ns(msgs)
     frames = [len(m.audio.data) // 2 for m in msgs]
-    return [b - a - f * NS_PER_S // rate for a, b, f in zip(s, s[1:], frames)]
+    return [b - a - f * NS_PER_S // rate for a, b, f in zip(s, s[1:], frames, strict=False)]
 
 
 def peak_hz(x: np.ndarray, rate: int) -> float:
