@@ -29,11 +29,13 @@ setup(
     zip_safe=True,
     maintainer="kos_audio maintainers",
     maintainer_email="kos-audio@example.com",
-    description="The audio layer of a robot: microphone, speaker, recorder, KOS and Resonite bridges",
+    description=("The audio layer of a robot: microphone, speaker, recorder, KOS and Resonite "
+                 "bridges"),
     license="MIT",
     entry_points={
         "console_scripts": [
             "mic_node = kos_audio.nodes.mic_node:main",
+            "speaker_node = kos_audio.nodes.speaker_node:main",
             "audio_monitor = kos_audio.tools.monitor:main",
             "recorder_node = kos_audio.nodes.recorder_node:main",
             "bag_to_wav = kos_audio.tools.bag_to_wav:main",

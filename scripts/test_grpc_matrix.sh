@@ -20,6 +20,7 @@ pins=(
     "grpcio==1.51.1"
     "protobuf==4.21.12"
     "numpy==1.26.4"
+    "soxr"  # the audio core resamples: lets the KOS/Resonite backend tests run here too
     "pytest"
     "pytest-timeout"
 )

@@ -25,7 +25,24 @@ from kos_audio.core.interfaces import (
     PlaybackBlock,
     PullCallback,
 )
+from kos_audio.core.mixer import Ducker, Mixer
+from kos_audio.core.playback import (
+    DropReason,
+    EnqueueResult,
+    PlaybackEngine,
+    PlaybackState,
+    PlaybackStats,
+)
+from kos_audio.core.recording import (
+    Container,
+    Recorder,
+    RecorderConfig,
+    Recording,
+    RecordingError,
+    StartRequest,
+)
 from kos_audio.core.resample import StreamResampler
+from kos_audio.core.sink_loop import PacedPuller, PlaybackLoop, SinkState
 from kos_audio.core.stamping import NS_PER_S, SampleClock
 
 __all__ = [
@@ -37,14 +54,30 @@ __all__ = [
     "CaptureLoop",
     "CaptureState",
     "CapturedBlock",
+    "DropReason",
+    "Ducker",
+    "EnqueueResult",
     "ChunkStamper",
     "EventCallback",
     "FrameChunker",
     "Frames",
+    "Mixer",
+    "PacedPuller",
+    "PlaybackEngine",
+    "PlaybackLoop",
+    "PlaybackState",
+    "PlaybackStats",
     "PlaybackBlock",
     "PullCallback",
+    "Container",
+    "Recorder",
+    "RecorderConfig",
+    "Recording",
+    "RecordingError",
+    "StartRequest",
     "SampleClock",
     "SampleFormat",
+    "SinkState",
     "StampedChunk",
     "StreamConverter",
     "StreamResampler",

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+#: A backend that stayed up this long (s) before failing counts as recovered: the next retry
+#: starts again from the initial delay instead of the grown one.
+HEALTHY_S = 5.0
+
 
 class Backoff:
     """Delays ``initial_s, initial_s*factor, ...`` capped at ``max_s``; :meth:`reset` on success.
@@ -25,6 +29,16 @@ class Backoff:
         self._next = min(self.max_s, self._next * self.factor)
         self.attempts += 1
         return delay
+
+    def after_failure(self, healthy_for_s: float) -> float:
+        """The delay after a failure that followed ``healthy_for_s`` seconds of working.
+
+        A long healthy run resets the growth first, so a rare glitch is retried quickly while a
+        backend that fails right after every reopen backs off to ``max_s``.
+        """
+        if healthy_for_s >= HEALTHY_S:
+            self.reset()
+        return self.next_delay()
 
     def reset(self) -> None:
         """Back to the initial delay (call after a success)."""

@@ -200,11 +200,12 @@ class CaptureLoop:
         discontinuity = False
         while not self._stop.is_set():
             self.state = CaptureState.OPENING
+            opened_at = time.monotonic()
             try:
                 self.source.open()
                 if discontinuity:
                     self._on_event("reopened", f"{self.source.describe()} reopened")
-                self._backoff.reset()
+                opened_at = time.monotonic()
                 self.state = CaptureState.RUNNING
                 discontinuity = self._pump(discontinuity)
             except SourceFinished as err:
@@ -215,7 +216,9 @@ class CaptureLoop:
             except KosAudioError as err:
                 self.failures += 1
                 discontinuity = True
-                delay = self._backoff.next_delay()
+                healthy_s = time.monotonic() - opened_at if self.state is CaptureState.RUNNING \
+                    else 0.0
+                delay = self._backoff.after_failure(healthy_s)
                 self._on_event("error", f"{err}; retrying in {delay:.1f} s")
                 self.source.close()
                 self.state = CaptureState.BACKOFF

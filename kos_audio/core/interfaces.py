@@ -3,7 +3,8 @@
 A backend implements one of these Protocols; nodes pick one by name from
 :mod:`kos_audio.backends`. The interfaces are small on purpose: open, move blocks, close.
 Reconnection policy lives outside the backend (:class:`kos_audio.core.capture.CaptureLoop` for
-sources), so every backend gets the same back-off and accounting.
+sources, :class:`kos_audio.core.sink_loop.PlaybackLoop` for sinks), so every backend gets the
+same back-off and accounting.
 """
 
 from __future__ import annotations
@@ -87,9 +88,14 @@ class PlaybackBlock:
     """What a sink pulls from the playback engine for one period.
 
     Attributes:
-        samples: float32 ``(frames, channels)`` in the sink's negotiated rate and channels;
-            silence where nothing is queued.
-        audible_frames: how many leading frames carry queued audio (0: idle, all silence).
+        samples: float32 ``(frames, channels)`` in the sink's negotiated rate and channels,
+            within [-1, 1]; silence where nothing is queued. A new array each pull: the sink
+            may keep it.
+        audible_frames: how many leading frames carry queued audio (speech or background);
+            the frames after them are silence. 0: idle, the whole block is silence. A sink
+            that sends utterances (KOS ``PlayAudio``) starts one at the first block with
+            ``audible_frames > 0`` and ends it after a block with
+            ``audible_frames < len(samples)``.
 
     """
 
@@ -97,15 +103,26 @@ class PlaybackBlock:
     audible_frames: int
 
 
-#: ``pull(frames)`` -> exactly ``frames`` frames. Called from the sink's real-time thread.
+#: ``pull(frames)`` -> exactly ``frames`` frames. Called from the sink's real-time thread;
+#: never blocks (it takes one short lock), never raises.
 PullCallback = Callable[[int], PlaybackBlock]
 
 
 class AudioSink(Protocol):
     """Where audio goes: a device, a file, a server. The sink's clock sets the pace.
 
-    The sink calls ``pull`` from its own real-time thread (a PortAudio callback, or a pacer
-    thread for sinks without a clock). ``pull`` never blocks.
+    Life cycle, driven by :class:`kos_audio.core.sink_loop.PlaybackLoop` on its own thread:
+    :meth:`open` -> :meth:`start` -> (:meth:`check` every few ms) -> :meth:`close`; after a
+    failure (:meth:`open` or :meth:`check` raised ``BackendError``) the loop closes the sink,
+    waits a capped exponential back-off and opens it again, so a sink may be opened again
+    after :meth:`close`.
+
+    The sink calls ``pull`` from its own real-time thread: a PortAudio callback, or a
+    :class:`kos_audio.core.sink_loop.PacedPuller` thread for sinks without a clock (file,
+    network servers), which pulls blocks in real time. That thread only pulls and hands the
+    samples on (copy into the device buffer, put on a send queue); it never logs or waits on
+    the network. Its format is fixed at construction from the node's request
+    (``SinkConfig``); fields left 0/None mean the sink's native choice.
     """
 
     @property
@@ -115,11 +132,27 @@ class AudioSink(Protocol):
 
     @property
     def output_latency_s(self) -> float:
-        """Seconds from a pull until its first sample is audible."""
+        """Seconds from a pull until its first sample is audible.
+
+        Device buffer, network and server buffering; read every few ms by the loop, so it may
+        change while running.
+        """
         ...
 
-    def open(self, preferred: AudioFormat) -> AudioFormat:
-        """Acquire the sink, choosing the supported format closest to ``preferred``.
+    @property
+    def underruns(self) -> int:
+        """How many times the sink ran out of samples while audio was playing.
+
+        Device underflow, or the pacing thread too late; a running count, never reset by a
+        reopen.
+        """
+        ...
+
+    def open(self) -> AudioFormat:
+        """Acquire the sink in the requested format, or the closest one it supports.
+
+        Returns:
+            The negotiated format; the engine converts everything to it.
 
         Raises:
             BackendError: it cannot be opened now (retry later).
@@ -128,11 +161,27 @@ class AudioSink(Protocol):
         ...
 
     def start(self, pull: PullCallback) -> None:
-        """Begin consuming audio by calling ``pull`` at the sink's pace."""
+        """Begin consuming audio by calling ``pull`` at the sink's pace (returns at once)."""
+        ...
+
+    def check(self) -> None:
+        """Report a sink that broke since :meth:`start`.
+
+        Called every few ms by the loop's thread; must not block.
+
+        Raises:
+            BackendError: the device vanished or stalled, the stream or connection failed.
+
+        """
         ...
 
     def interrupt(self) -> None:
-        """Discard audio the sink holds downstream of the engine (e.g. cancel a stream)."""
+        """Discard audio the sink holds downstream of the engine.
+
+        E.g. cancel the current ``PlayAudio`` stream. Called from any thread right after the
+        engine dropped its queue; must not block. A device whose buffer cannot be flushed may
+        do nothing: at most :attr:`output_latency_s` of audio then plays out.
+        """
         ...
 
     def close(self) -> None:

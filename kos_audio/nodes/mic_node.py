@@ -59,6 +59,12 @@ PARAMS = [
           read_only=False, float_range=(0.0, 1.0)),
     Param("file.path", "", "source=file: audio file (WAV, FLAC, OGG) played as the microphone"),
     Param("file.loop", True, "source=file: restart at the end (same timeline, no gap)"),
+    Param("kos.address", "localhost:50051", "source=kos: host:port of the KOS SoundService"),
+    Param("kos.timeout_s", 5.0, "source=kos: deadline of GetAudioInfo/StopRecording (s); "
+          "no audio for this long (at least 2 s) reconnects", float_range=(0.1, 60.0)),
+    Param("resonite.socket", "",
+          "source=resonite_speaker: Resonite IO socket path; '' = RESONITE_IO_SOCKET, else the "
+          "single live resonite-*.sock in RESONITE_IO_SOCKET_DIR or ~/.resonite-io"),
     *qos_params(),
 ]
 
@@ -82,6 +88,8 @@ class MicNode(Node):
             device_latency=_latency(p["device_latency"]),
             tone_frequency_hz=p["tone.frequency_hz"], tone_amplitude=p["tone.amplitude"],
             file_path=p["file.path"], file_loop=p["file.loop"],
+            kos_address=p["kos.address"], kos_timeout_s=p["kos.timeout_s"],
+            resonite_socket=p["resonite.socket"],
         ))
         qos = audio_qos(p["qos.reliability"], p["qos.depth"])
         self._pub_audio = self.create_publisher(AudioData, "audio", qos)
@@ -200,7 +208,9 @@ class MicNode(Node):
             "source_format": self.source.format.describe(),
             "chunks_published": chunks,
             "chunk_rate_hz": rate,
+            **getattr(self.source, "diagnostics", dict)(),
             "overflows": getattr(self.source, "overflows", 0),
+            "server_errors": getattr(self.source, "server_errors", 0),
             "input_latency_ms": float(getattr(self.source, "input_latency_s", 0.0)) * 1e3,
             "reanchors": stamper.reanchors if stamper else 0,
             "clock_drift_ms": (stamper.drift_ns / 1e6) if stamper else 0.0,

@@ -98,3 +98,12 @@ def test_stamper_converts_rate_and_keeps_sample_count() -> None:
     chunks += stamper.flush()
     assert abs(sum(c.frames for c in chunks) - 16000) <= 2
     assert chunks[1].stamp_ns - chunks[0].stamp_ns == 20_000_000
+
+
+def test_backoff_grows_caps_and_forgives_after_a_healthy_run() -> None:
+    from kos_audio.core import Backoff
+
+    b = Backoff(initial_s=0.2, max_s=1.0)
+    assert [b.after_failure(0.1) for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
+    assert b.after_failure(60.0) == 0.2  # a long healthy run starts the growth again
+    assert b.after_failure(0.0) == 0.4

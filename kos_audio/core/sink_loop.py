@@ -1,0 +1,229 @@
+"""Running a sink: a supervisor that (re)opens it with back-off, and a pacer for clockless sinks.
+
+:class:`PlaybackLoop` keeps any sink playing; :class:`PacedPuller` is the real-time clock of
+sinks that have none of their own (file, null, network servers).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+
+from kos_audio.core.backoff import Backoff
+from kos_audio.core.interfaces import AudioSink, EventCallback, PlaybackBlock, PullCallback
+from kos_audio.core.pacing import RealTimePacer
+from kos_audio.core.playback import PlaybackEngine
+from kos_audio.errors import KosAudioError
+
+#: The supervisor wakes this often (s): sink health, output latency, resampler tails.
+TICK_S = 0.01
+#: A paced sink that falls further behind than this (s) skips ahead instead of bursting.
+MAX_CATCH_UP_S = 0.5
+
+
+class SinkState(enum.Enum):
+    """What a :class:`PlaybackLoop`'s sink is doing."""
+
+    STOPPED = "stopped"
+    OPENING = "opening"
+    RUNNING = "running"
+    BACKOFF = "waiting to reopen"
+
+
+class PlaybackLoop:
+    """Keeps a sink open and pulling from a :class:`PlaybackEngine`, on its own thread.
+
+    The thread opens the sink, tells the engine the sink's format, starts the sink with
+    :meth:`PlaybackEngine.pull`, then every :data:`TICK_S` checks the sink's health, copies its
+    output latency into the engine, releases idle resampler tails and calls ``on_tick``. When
+    the sink fails (``BackendError`` from :meth:`AudioSink.open` or :meth:`AudioSink.check`)
+    it is closed and reopened after a capped exponential back-off; the engine keeps its queue
+    meanwhile (bounded by ``max_queue_s``).
+
+    Args:
+        sink: the sink to run (opened and closed by the loop).
+        engine: where the sink pulls from.
+        on_event: ``(kind, message)`` on the loop's thread; kinds ``"opened"``, ``"error"``,
+            ``"reformat"``.
+        on_tick: called every tick on the loop's thread (e.g. to publish is_speaking changes).
+
+    """
+
+    def __init__(
+        self,
+        sink: AudioSink,
+        engine: PlaybackEngine,
+        *,
+        on_event: EventCallback,
+        on_tick: Callable[[], None] = lambda: None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.sink = sink
+        self.engine = engine
+        self._on_event = on_event
+        self._on_tick = on_tick
+        self._backoff = backoff or Backoff()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = SinkState.STOPPED
+        self.failures = 0
+        self.last_error = ""
+
+    def start(self) -> None:
+        """Start the loop's thread (no-op when running)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="kos_audio-playback",
+                                        daemon=True)
+        self._thread.start()
+
+    def interrupt(self, now_ns: int) -> float:
+        """Drop queued speech (engine) and what the sink holds; seconds dropped. Any thread."""
+        dropped = self.engine.interrupt(now_ns)
+        if self.state is SinkState.RUNNING:
+            self.sink.interrupt()
+        return dropped
+
+    def stop(self, *, fade_s: float = 0.1, timeout_s: float = 2.0) -> None:
+        """Stop cleanly: fade out, close the sink, end the thread.
+
+        What sounds is faded out and given up to ``fade_s`` to leave the device. Never hangs
+        longer than about ``timeout_s``.
+        """
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        if self.state is SinkState.RUNNING and self.engine.speaking():
+            self.engine.interrupt(time.time_ns())
+            self._stop.wait(min(fade_s, self.engine.output_latency_s + 0.05))
+        self._stop.set()
+        thread.join(timeout_s)
+        self.sink.close()
+        self.state = SinkState.STOPPED
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.state = SinkState.OPENING
+            running_since: float | None = None
+            try:
+                fmt = self.sink.open()
+                dropped_s = self.engine.configure(fmt)
+                if dropped_s:
+                    self._on_event("reformat", f"{self.sink.describe()} reopened as "
+                                   f"{fmt.describe()}; dropped {dropped_s:.2f} s queued")
+                self.engine.output_latency_s = self.sink.output_latency_s
+                self.sink.start(self.engine.pull)
+                self.state = SinkState.RUNNING
+                running_since = time.monotonic()
+                self._on_event("opened", f"{self.sink.describe()} playing {fmt.describe()}, "
+                               f"output latency {self.sink.output_latency_s * 1000:.1f} ms")
+                self._supervise()
+                self._backoff.reset()
+            except KosAudioError as err:
+                self.failures += 1
+                self.last_error = str(err)
+                healthy_s = 0.0 if running_since is None else time.monotonic() - running_since
+                delay = self._backoff.after_failure(healthy_s)
+                self._on_event("error", f"{err}; reopening in {delay:.1f} s")
+                self.sink.close()
+                self.state = SinkState.BACKOFF
+                self._tick_until(time.monotonic() + delay)
+        self.sink.close()
+
+    def _supervise(self) -> None:
+        """Tick until stopped; raises the sink's ``BackendError`` when it broke."""
+        while not self._stop.wait(TICK_S):
+            self.sink.check()
+            self.engine.output_latency_s = self.sink.output_latency_s
+            self._tick()
+
+    def _tick_until(self, deadline: float) -> None:
+        # Waiting to reopen still ticks: is_speaking and diagnostics must not freeze.
+        while not self._stop.wait(min(TICK_S, max(0.0, deadline - time.monotonic()))):
+            self._tick()
+            if time.monotonic() >= deadline:
+                return
+
+    def _tick(self) -> None:
+        self.engine.flush_idle()
+        self._on_tick()
+
+
+class PacedPuller:
+    """The clock of a sink that has none: one pull every ``block_frames / rate`` s of real time.
+
+    Runs on its own thread and hands each block to ``consume``.
+
+    Block ``k`` is pulled when it is due to start sounding (``k * block`` after :meth:`start`).
+    A wake-up later than one block while audio is playing counts as an underrun (a device would
+    have glitched); falling more than :data:`MAX_CATCH_UP_S` behind restarts the timeline
+    instead of bursting to catch up.
+
+    Args:
+        sample_rate_hz: the sink's rate.
+        block_frames: frames per pull.
+        consume: receives each block on the pacing thread; may block briefly (a file write),
+            never for long (that would be an underrun).
+        name: the thread's name.
+
+    """
+
+    def __init__(
+        self, sample_rate_hz: int, block_frames: int,
+        consume: Callable[[PlaybackBlock], None], *, name: str = "kos_audio-paced-sink",
+    ) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.block_frames = block_frames
+        self._consume = consume
+        self._name = name
+        self._pacer = RealTimePacer(sample_rate_hz)
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self.underruns = 0
+        self.error: Exception | None = None
+
+    def start(self, pull: PullCallback) -> None:
+        """Start pulling from ``pull`` now."""
+        if self._thread is not None:
+            return
+        self._running = True
+        self.error = None
+        self._pacer.restart()
+        self._thread = threading.Thread(target=self._run, args=(pull,), name=self._name,
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop the thread; returns once it has ended (idempotent, any thread)."""
+        thread, self._thread = self._thread, None
+        self._running = False
+        self._pacer.cancel()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def _run(self, pull: PullCallback) -> None:
+        frame = 0
+        audible = False
+        block_ns = self._pacer.offset_ns(self.block_frames)
+        while self._running:
+            if not self._pacer.wait_until(frame, 0.5):
+                continue
+            lag_ns = self._pacer.lag_ns(frame)
+            if lag_ns > MAX_CATCH_UP_S * 1e9:
+                self._pacer.restart()
+                frame = 0
+                self.underruns += int(audible)
+            elif lag_ns > block_ns and audible:
+                self.underruns += 1
+            block = pull(self.block_frames)
+            audible = block.audible_frames > 0
+            try:
+                self._consume(block)
+            except Exception as err:  # handed to the supervisor via AudioSink.check()
+                self.error = err
+                self._running = False
+                return
+            frame += self.block_frames

@@ -1,0 +1,487 @@
+"""speaker_node: plays audio_common_msgs speech on a sink (device, file, null), interruptibly.
+
+Subscribes (relative names): ``audio`` (AudioData) or, with ``input.stamped``,
+``audio_stamped`` (AudioDataStamped); ``audio_info`` (AudioInfo; a format change applies from
+the next chunk); ``background/audio`` + ``background/audio_info`` (mixed under the speech,
+ducked while it plays); ``interrupt`` (std_msgs/Empty).
+Publishes: ``is_speaking`` (std_msgs/Bool, latched, on every change).
+Services: ``~/interrupt`` (std_srvs/Trigger), ``~/pause`` (std_srvs/SetBool).
+Diagnostics on ``/diagnostics``.
+
+Threads: the ROS executor decodes, converts and enqueues chunks and serves control; the sink
+pulls on its own real-time thread (PortAudio callback or pacing thread), which only copies;
+a playback-loop thread (re)opens the sink with back-off and publishes is_speaking when the
+last sample has left the device.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Bool, Empty
+from std_srvs.srv import SetBool, Trigger
+
+from kos_audio.backends import SINKS, SinkConfig, create_sink
+from kos_audio.core import AudioFormat, SampleFormat
+from kos_audio.core.convert import Buffer
+from kos_audio.core.formats import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, supported_sample_formats
+from kos_audio.core.playback import EnqueueResult, PlaybackEngine
+from kos_audio.core.sink_loop import PlaybackLoop, SinkState
+from kos_audio.errors import KosAudioError
+from kos_audio.ros import diagnostics
+from kos_audio.ros.messages import format_of, time_ns
+from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
+from kos_audio.ros.qos import LATCHED_QOS, audio_qos
+
+DIAGNOSTICS_PERIOD_S = 1.0
+#: Repeated bad-input log lines are throttled to one per this period (s) per kind; the
+#: diagnostics counters count every one.
+LOG_THROTTLE_S = 5.0
+#: A sink consuming slower than this fraction of real time is reported (WARN).
+SLOW_SINK_RATIO = 0.9
+#: The engine's format until the sink has opened (then the sink's format replaces it).
+PROVISIONAL_OUTPUT = AudioFormat(48000, 2, SampleFormat.F32LE)
+
+_FORMATS = tuple(f.value for f in SampleFormat)
+
+PARAMS = [
+    Param("sink", "device", "Where audio goes", choices=tuple(SINKS)),
+    Param("device", "", "sink=device: output device name (substring) or index; '' = default"),
+    Param("device_latency", "high",
+          "sink=device: PortAudio latency: 'high' (robust under load), 'low', or seconds"),
+    Param("sample_rate", 0, "Sink sample rate (Hz); 0 = the sink's native rate",
+          int_range=(0, MAX_SAMPLE_RATE_HZ)),
+    Param("channels", 0, "Sink channel count; 0 = the sink's native count", int_range=(0, 255)),
+    Param("sample_format", "", "Sink sample format; '' = the sink's native one; or one of: "
+          + supported_sample_formats(), choices=("", *_FORMATS)),
+    Param("input.sample_rate", 16000,
+          "Rate (Hz) of incoming audio until an audio_info says otherwise",
+          int_range=(MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ)),
+    Param("input.channels", 1, "Channels of incoming audio until an audio_info says otherwise",
+          int_range=(1, 255)),
+    Param("input.sample_format", "S16LE",
+          "Sample format of incoming audio until an audio_info says otherwise",
+          choices=_FORMATS),
+    Param("input.stamped", False,
+          "Subscribe audio_stamped (AudioDataStamped; late chunks of an interrupted utterance "
+          "are recognised by header.stamp) instead of audio (AudioData)"),
+    Param("block_ms", 20.0, "Period of the sink's pulls (ms): the granularity of interrupts",
+          float_range=(2.0, 500.0)),
+    Param("max_queue_s", 60.0, "Queued speech beyond this (s) drops the oldest audio",
+          float_range=(0.1, 3600.0)),
+    Param("volume", 1.0, "Master gain of the mix (linear); may change at run time",
+          read_only=False, float_range=(0.0, 4.0)),
+    Param("background.gain", 0.5, "Background gain (linear) when no speech plays; may change",
+          read_only=False, float_range=(0.0, 4.0)),
+    Param("background.duck_gain", 0.15,
+          "Background gain (linear) while speech plays; may change at run time",
+          read_only=False, float_range=(0.0, 4.0)),
+    Param("interrupt.fence_ms", 500.0,
+          "After an interrupt, unstamped chunks are dropped for this long (ms) as late chunks "
+          "of the interrupted utterance", float_range=(0.0, 1900.0)),
+    Param("file.path", "", "sink=file: the audio file (WAV, FLAC, OGG) written in real time"),
+    Param("kos.address", "localhost:50051", "sink=kos: host:port of the KOS SoundService"),
+    Param("kos.timeout_s", 5.0, "sink=kos: deadline of GetAudioInfo (s)",
+          float_range=(0.1, 60.0)),
+    Param("kos.output_latency_s", 0.1, "sink=kos: the robot's own latency from receiving "
+          "audio to sound (s); is_speaking allows for it", float_range=(0.0, 5.0)),
+    Param("resonite.socket", "",
+          "sink=resonite_mic: Resonite IO socket path; '' = RESONITE_IO_SOCKET, else the "
+          "single live resonite-*.sock in RESONITE_IO_SOCKET_DIR or ~/.resonite-io"),
+    Param("resonite.lead_ms", 100.0, "sink=resonite_mic: the most audio (ms) sent ahead of "
+          "real time, i.e. held in Resonite's buffer", float_range=(0.0, 1000.0)),
+    # A TTS often publishes a whole sentence at once: the subscription's history must hold
+    # the burst until the executor has taken it, or the oldest chunks are lost.
+    *qos_params(default_depth=1000),
+]
+
+
+class SpeakerNode(Node):
+    """Wires audio topics to a sink through the playback engine; see the module docstring."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("speaker", **kwargs)
+        p = declare_all(self, PARAMS)
+        rate = p["sample_rate"]
+        if rate and not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+            raise ParameterError(f"parameter sample_rate={rate} is invalid; use 0 (native) or "
+                                 f"{MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz")
+        try:
+            self.input_format: AudioFormat | None = AudioFormat(
+                p["input.sample_rate"], p["input.channels"],
+                SampleFormat.parse(p["input.sample_format"]))
+        except KosAudioError as err:
+            raise ParameterError(str(err)) from err
+        self._input_error = ""
+        self.background_format: AudioFormat | None = self.input_format
+        self._background_error = ""
+        self.sink_name: str = p["sink"]
+        self.sink = create_sink(self.sink_name, SinkConfig(
+            sample_rate_hz=rate, channels=p["channels"],
+            sample_format=SampleFormat.parse(p["sample_format"]) if p["sample_format"] else None,
+            block_ms=p["block_ms"], device=p["device"],
+            device_latency=_latency(p["device_latency"]), file_path=p["file.path"],
+            kos_address=p["kos.address"], kos_timeout_s=p["kos.timeout_s"],
+            kos_output_latency_s=p["kos.output_latency_s"],
+            resonite_socket=p["resonite.socket"], resonite_lead_ms=p["resonite.lead_ms"],
+        ))
+        if hasattr(self.sink, "on_event"):  # sinks with their own reports (resonite_mic)
+            self.sink.on_event = self._on_event
+        self.engine = PlaybackEngine(
+            PROVISIONAL_OUTPUT, max_queue_s=p["max_queue_s"], volume=p["volume"],
+            background_gain=p["background.gain"], duck_gain=p["background.duck_gain"],
+            fence_s=p["interrupt.fence_ms"] / 1000.0, block_s=p["block_ms"] / 1000.0)
+
+        self._lock = threading.Lock()  # is_speaking publication, counters
+        self._speaking: bool | None = None
+        self._errors = 0
+        self._last_error = ""
+        self._invalid_infos = 0
+        self._log_times: dict[str, float] = {}  # kind -> last time logged (monotonic)
+        self._log_suppressed: dict[str, int] = {}
+        self._last_infos: dict[str, tuple[Any, ...]] = {}
+        self._last_diag = (time.monotonic(), 0)  # for the sink's consumption rate
+        self._warned_overflow_s = 0.0
+
+        self._pub_speaking = self.create_publisher(Bool, "is_speaking", LATCHED_QOS)
+        self._update_speaking()
+        qos = audio_qos(p["qos.reliability"], p["qos.depth"])
+        # audio_info first: when both are ready in one executor pass, the format applies first.
+        # TRANSIENT_LOCAL like ros-drivers' audio_capture; rclpy warns about a volatile one.
+        self.create_subscription(AudioInfo, "audio_info", self._on_info, LATCHED_QOS)
+        self.create_subscription(AudioInfo, "background/audio_info", self._on_background_info,
+                                 LATCHED_QOS)
+        if p["input.stamped"]:
+            self.create_subscription(AudioDataStamped, "audio_stamped", self._on_audio_stamped,
+                                     qos)
+        else:
+            self.create_subscription(AudioData, "audio", self._on_audio, qos)
+        self.create_subscription(AudioData, "background/audio", self._on_background, qos)
+        self.create_subscription(Empty, "interrupt", self._on_interrupt_topic,
+                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        self.create_service(Trigger, "~/interrupt", self._on_interrupt)
+        self.create_service(SetBool, "~/pause", self._on_pause)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diag = diagnostics.DiagnosticsPublisher(self, hardware_id=self.sink.describe())
+        self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
+
+        self.loop = PlaybackLoop(self.sink, self.engine, on_event=self._on_event,
+                                 on_tick=self._update_speaking)
+        self.loop.start()
+        stamped = "audio_stamped" if p["input.stamped"] else "audio"
+        self.get_logger().info(
+            f"playing {stamped} (until audio_info: {self.input_format.describe()}) on "
+            f"{self.sink.describe()}")
+
+    # -- executor thread: audio --------------------------------------------------------------
+    def _on_audio(self, msg: AudioData) -> None:
+        self._play(msg.data, None, time.monotonic())
+
+    def _on_audio_stamped(self, msg: AudioDataStamped) -> None:
+        stamp = time_ns(msg.header.stamp)
+        # A zero stamp is an unset header: treat the chunk as unstamped (fenced by time).
+        self._play(msg.audio.data, stamp or None, time.monotonic())
+
+    def _play(self, data: Buffer, stamp_ns: int | None, receive_mono: float) -> None:
+        if not len(data):
+            return
+        fmt = self.input_format
+        if fmt is None:
+            self.engine.note_invalid()
+            self._warn("invalid-format", f"chunk dropped: the announced audio_info is invalid "
+                       f"({self._input_error}); waiting for a valid one")
+            return
+        result = self.engine.enqueue(data, fmt, now_ns=self._now_ns(), stamp_ns=stamp_ns,
+                                     receive_mono=receive_mono)
+        self._report(result)
+        self._update_speaking()
+
+    def _on_background(self, msg: AudioData) -> None:
+        if not len(msg.data):
+            return
+        fmt = self.background_format
+        if fmt is None:
+            self.engine.note_invalid()
+            self._warn("invalid-format", f"background chunk dropped: the announced "
+                       f"background/audio_info is "
+                       f"invalid ({self._background_error})")
+            return
+        self._report(self.engine.enqueue_background(msg.data, fmt))
+
+    def _on_info(self, info: AudioInfo) -> None:
+        if self._repeated(info, "audio_info"):
+            return
+        fmt, error = self._parse_info(info, "audio_info")
+        if fmt != self.input_format and fmt is not None:
+            self.get_logger().info(f"input format now {fmt.describe()} (from audio_info)")
+        self.input_format, self._input_error = fmt, error
+
+    def _on_background_info(self, info: AudioInfo) -> None:
+        if self._repeated(info, "background/audio_info"):
+            return
+        fmt, error = self._parse_info(info, "background/audio_info")
+        if fmt != self.background_format and fmt is not None:
+            self.get_logger().info(f"background format now {fmt.describe()}")
+        self.background_format, self._background_error = fmt, error
+
+    def _repeated(self, info: AudioInfo, topic: str) -> bool:
+        # ros-drivers re-sends audio_info every 5 s: only a change is worth handling (and
+        # logging, when it is invalid).
+        fields = (info.channels, info.sample_rate, info.sample_format, info.coding_format)
+        if self._last_infos.get(topic) == fields:
+            return True
+        self._last_infos[topic] = fields
+        return False
+
+    def _parse_info(self, info: AudioInfo, topic: str) -> tuple[AudioFormat | None, str]:
+        try:
+            return format_of(info), ""
+        except KosAudioError as err:
+            with self._lock:
+                self._invalid_infos += 1
+            self._error(f"{topic} refused, its chunks are dropped until a valid one: {err}",
+                        kind=f"info {err}")
+            return None, str(err)
+
+    def _report(self, result: EnqueueResult) -> None:
+        if result.dropped is not None:
+            self._warn(result.dropped.value, result.message)
+        elif result.repaired:
+            kinds = [k for k in ("whole number", "NaN") if k in result.message]
+            self._warn(f"repaired {kinds}", result.message)
+        if result.overflow_frames:
+            seconds = result.overflow_frames / self.engine.output.sample_rate_hz
+            self._warn("overflow", f"queue full ({self.engine.max_queue_s:g} s): dropped the "
+                       f"oldest {seconds:.3f} s; the producer is faster than real time or the "
+                       "sink is stalled")
+
+    # -- executor thread: control ------------------------------------------------------------
+    def _on_interrupt(self, request: Trigger.Request, response: Trigger.Response
+                      ) -> Trigger.Response:
+        dropped = self._interrupt("~/interrupt")
+        response.success = True
+        response.message = f"interrupted: dropped {dropped:.3f} s of queued speech"
+        return response
+
+    def _on_interrupt_topic(self, _msg: Empty) -> None:
+        self._interrupt("interrupt topic")
+
+    def _interrupt(self, origin: str) -> float:
+        dropped = self.loop.interrupt(self._now_ns())
+        self._update_speaking()
+        self.get_logger().info(f"interrupted by {origin}: dropped {dropped:.3f} s of speech")
+        return dropped
+
+    def _on_pause(self, request: SetBool.Request, response: SetBool.Response
+                  ) -> SetBool.Response:
+        queued = self.engine.stats().queued_s
+        if request.data:
+            changed = self.engine.pause()
+            response.message = (f"paused with {queued:.3f} s queued" if changed
+                                else "already paused")
+        else:
+            changed = self.engine.resume()
+            response.message = (f"resumed with {queued:.3f} s queued" if changed
+                                else "not paused")
+        response.success = True
+        if changed:
+            self.get_logger().info(response.message)
+        self._update_speaking()
+        return response
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        gains = {"volume": "volume", "background.gain": "background_gain",
+                 "background.duck_gain": "duck_gain"}
+        change = {gains[p.name]: float(p.value) for p in params if p.name in gains}
+        if change:
+            try:
+                self.engine.set_gains(**change)
+            except ValueError as err:
+                return SetParametersResult(successful=False, reason=str(err))
+        return SetParametersResult(successful=True)
+
+    # -- any thread ----------------------------------------------------------------------------
+    def _update_speaking(self) -> None:
+        """Publish is_speaking if it changed (executor and playback-loop threads)."""
+        with self._lock:
+            speaking = self.engine.speaking()
+            if speaking == self._speaking or not self.context.ok():
+                return  # unchanged, or shutting down (SIGINT invalidates publishers first)
+            self._speaking = speaking
+            try:
+                self._pub_speaking.publish(Bool(data=speaking))
+            except RuntimeError:
+                # rclpy's RCLError (a RuntimeError, not public API): the context was shut
+                # down between the check above and the publish.
+                if self.context.ok():
+                    raise
+
+    def _now_ns(self) -> int:
+        return int(self.get_clock().now().nanoseconds)
+
+    def _throttled(self, kind: str) -> str | None:
+        """None to stay quiet, else the suffix of a line of ``kind`` about to be logged.
+
+        Quiet when a line of the same kind was logged within :data:`LOG_THROTTLE_S`; the
+        suffix says how many were not logged since.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if now - self._log_times.get(kind, -LOG_THROTTLE_S) < LOG_THROTTLE_S:
+                self._log_suppressed[kind] = self._log_suppressed.get(kind, 0) + 1
+                return None
+            self._log_times[kind] = now
+            suppressed = self._log_suppressed.pop(kind, 0)
+        return f" ({suppressed} more like it not logged)" if suppressed else ""
+
+    def _warn(self, kind: str, message: str) -> None:
+        """Log a bad-input warning: once per ``kind`` per :data:`LOG_THROTTLE_S`."""
+        suffix = self._throttled(kind)
+        if suffix is not None:
+            self.get_logger().warning(message + suffix)
+
+    def _error(self, message: str, *, kind: str = "error") -> None:
+        with self._lock:
+            self._errors += 1
+            self._last_error = message
+        suffix = self._throttled(kind)
+        if suffix is not None:
+            self.get_logger().error(message + suffix)
+
+    def _on_event(self, kind: str, message: str) -> None:
+        if kind == "error":
+            # Throttle repeats of the same failure, not different ones: the text before
+            # "; reopening in ..." names the failure.
+            self._error(message, kind="sink:" + message.split(";", maxsplit=1)[0])
+        else:
+            self.get_logger().info(message)
+
+    def _publish_diagnostics(self) -> None:
+        stats = self.engine.stats()
+        state = self.loop.state
+        now = time.monotonic()
+        last_t, last_pulled = self._last_diag
+        self._last_diag = (now, stats.pulled_frames)
+        rate_ratio = ((stats.pulled_frames - last_pulled) / (now - last_t)
+                      / stats.output.sample_rate_hz) if now > last_t else 0.0
+        with self._lock:
+            errors, last_error = self._errors, self._last_error
+        level, message = diagnostics.OK, f"{stats.state.value}: {self.sink.describe()}"
+        if state is not SinkState.RUNNING and self.loop.failures:
+            level, message = diagnostics.ERROR, f"{state.value}: {self.loop.last_error}"
+        elif state is SinkState.RUNNING and rate_ratio < SLOW_SINK_RATIO and last_pulled:
+            level = diagnostics.WARN
+            message = f"sink consumes {rate_ratio:.2f}x real time: {self.sink.describe()}"
+        elif stats.dropped_overflow_s > self._warned_overflow_s:
+            level, message = diagnostics.WARN, "queue overflowed: oldest audio dropped"
+        self._warned_overflow_s = stats.dropped_overflow_s
+        self._diag.publish(level, message, {
+            "state": stats.state.value,
+            "speaking": self._speaking,
+            "sink": self.sink.describe(),
+            "sink_state": state.value,
+            "sink_format": stats.output.describe(),
+            "input_format": self.input_format.describe() if self.input_format else "invalid",
+            "queue_s": stats.queued_s,
+            "background_queue_s": stats.background_queued_s,
+            "output_latency_ms": stats.output_latency_s * 1000.0,
+            "latency_p50_ms": stats.latency_percentile_ms(50),
+            "latency_p99_ms": stats.latency_percentile_ms(99),
+            "underruns": self.sink.underruns,
+            "server_errors": getattr(self.sink, "server_errors", 0),
+            "early_answers": getattr(self.sink, "early_answers", 0),
+            "starvations": stats.starvations,
+            "sink_rate_ratio": rate_ratio,
+            "played_s": stats.played_s,
+            "utterances": stats.utterances,
+            "interrupts": stats.interrupts,
+            "dropped_overflow_s": stats.dropped_overflow_s,
+            "dropped_interrupt_s": stats.dropped_interrupt_s,
+            "dropped_background_s": stats.background_dropped_s,
+            "dropped_late_chunks": stats.late_chunks,
+            "dropped_invalid_chunks": stats.invalid_chunks,
+            "invalid_infos": self._invalid_infos,
+            "repaired_chunks": stats.repaired_chunks,
+            "non_finite_samples": stats.non_finite_samples,
+            "clipped_samples": stats.clipped_samples,
+            "sink_failures": self.loop.failures,
+            "errors": errors,
+            "last_error": last_error,
+            **getattr(self.sink, "diagnostics", dict)(),
+        })
+
+    def destroy_node(self) -> None:
+        """Fade out, close the sink; publish is_speaking false if the context still allows.
+
+        After SIGINT rclpy has already invalidated the context, so subscribers should take
+        a vanished publisher (``get_publisher_count() == 0``) for "not speaking".
+        """
+        self.loop.stop()
+        with self._lock:
+            was_speaking, self._speaking = self._speaking, False
+        if was_speaking and self.context.ok():
+            self._pub_speaking.publish(Bool(data=False))
+            # Reliable delivery is asynchronous: give subscribers a moment to acknowledge
+            # before the publisher goes away.
+            self._pub_speaking.wait_for_all_acked(Duration(seconds=0.5))
+        super().destroy_node()
+
+
+def _latency(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def print_devices() -> int:
+    """``speaker_node --list-devices``: the output devices PortAudio sees."""
+    try:
+        from kos_audio.backends.device import list_devices
+    except ImportError as err:
+        print(f"cannot list devices: {err}", file=sys.stderr)
+        return 1
+    print(f"{'index':>5}  {'name':<40} {'out ch':>6} {'rate (Hz)':>9}  host API")
+    for d in list_devices():
+        if d.max_output_channels > 0:
+            print(f"{d.index:>5}  {d.name:<40} {d.max_output_channels:>6} "
+                  f"{d.default_sample_rate_hz:>9.0f}  {d.host_api}")
+    return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Entry point of the ``speaker_node`` executable."""
+    argv = sys.argv if args is None else args
+    if "--list-devices" in argv:
+        return print_devices()
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = SpeakerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except KosAudioError as err:
+        # One clear line instead of a traceback: the user mistyped a parameter.
+        print(f"[speaker_node] error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The robot's audio bring-up: ros2 launch kos_audio kos_audio.launch.py [namespace:=robot1]
+[mic_source:=device] [sink:=device].
+
+Starts mic_node (publishing mic/audio, mic/audio_stamped, mic/audio_info) and speaker_node
+(playing tts/audio with its format on tts/audio_info, background/audio under it, publishing
+is_speaking). The remaps keep the speaker from ever playing the microphone. recorder_node
+records mic/audio_stamped on request (recorder/start, recorder/stop).
+"""
+
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+#: mic_node's topics land under mic/; speaker_node plays what the TTS publishes under tts/.
+MIC_REMAPS = [("audio", "mic/audio"), ("audio_stamped", "mic/audio_stamped"),
+              ("audio_info", "mic/audio_info")]
+SPEAKER_REMAPS = [("audio", "tts/audio"), ("audio_stamped", "tts/audio_stamped"),
+                  ("audio_info", "tts/audio_info")]
+#: recorder_node records the microphone (audio_stamped; audio with input.stamped: false).
+RECORDER_REMAPS = [("audio", "mic/audio"), ("audio_stamped", "mic/audio_stamped"),
+                   ("audio_info", "mic/audio_info")]
+
+
+def generate_launch_description() -> LaunchDescription:
+    config = Path(get_package_share_directory("kos_audio")) / "config"
+    namespace = LaunchConfiguration("namespace")
+    return LaunchDescription([
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="namespace of every node and topic"),
+        DeclareLaunchArgument("mic_config", default_value=str(config / "mic.yaml"),
+                              description="mic_node parameter file"),
+        DeclareLaunchArgument("speaker_config", default_value=str(config / "speaker.yaml"),
+                              description="speaker_node parameter file"),
+        DeclareLaunchArgument("mic_source", default_value="device",
+                              description="mic_node source: device | tone | file | kos"),
+        DeclareLaunchArgument("sink", default_value="device",
+                              description="speaker_node sink: device | file | null | kos"),
+        Node(
+            package="kos_audio",
+            executable="mic_node",
+            name="mic",
+            namespace=namespace,
+            parameters=[LaunchConfiguration("mic_config"),
+                        {"source": LaunchConfiguration("mic_source")}],
+            remappings=MIC_REMAPS,
+            output="screen",
+        ),
+        Node(
+            package="kos_audio",
+            executable="speaker_node",
+            name="speaker",
+            namespace=namespace,
+            parameters=[LaunchConfiguration("speaker_config"),
+                        {"sink": LaunchConfiguration("sink")}],
+            remappings=SPEAKER_REMAPS,
+            output="screen",
+        ),
+        # --- recorder: records the microphone (mic/), never tts/; idle until ~/start -------
+        DeclareLaunchArgument("recorder_config", default_value=str(config / "recorder.yaml"),
+                              description="recorder_node parameter file"),
+        Node(
+            package="kos_audio",
+            executable="recorder_node",
+            name="recorder",
+            namespace=namespace,
+            parameters=[LaunchConfiguration("recorder_config")],
+            remappings=RECORDER_REMAPS,
+            output="screen",
+        ),
+    ])
