@@ -19,10 +19,8 @@ import time
 from collections import deque
 from typing import Any
 
-import rclpy
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import SetBool
@@ -36,6 +34,7 @@ from kos_audio.ros import diagnostics
 from kos_audio.ros.messages import audio_info, audio_messages
 from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
+from kos_audio.ros.runner import run_node
 
 #: ros-drivers' audio_capture re-sends audio_info this often (s); kept for its subscribers.
 INFO_PERIOD_S = 5.0
@@ -231,42 +230,9 @@ def _latency(text: str) -> str | float:
         return text
 
 
-def print_devices() -> int:
-    """``mic_node --list-devices``: the input devices PortAudio sees."""
-    try:
-        from kos_audio.backends.device import list_devices
-    except ImportError as err:
-        print(f"cannot list devices: {err}", file=sys.stderr)
-        return 1
-    print(f"{'index':>5}  {'name':<40} {'in ch':>5} {'rate (Hz)':>9}  host API")
-    for d in list_devices():
-        if d.max_input_channels > 0:
-            print(f"{d.index:>5}  {d.name:<40} {d.max_input_channels:>5} "
-                  f"{d.default_sample_rate_hz:>9.0f}  {d.host_api}")
-    return 0
-
-
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``mic_node`` executable."""
-    argv = sys.argv if args is None else args
-    if "--list-devices" in argv:
-        return print_devices()
-    rclpy.init(args=argv)
-    node = None
-    try:
-        node = MicNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except KosAudioError as err:
-        # One clear line instead of a traceback: the user mistyped a parameter.
-        print(f"[mic_node] error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(MicNode, executable="mic_node", args=args, devices="input")
 
 
 if __name__ == "__main__":

@@ -27,10 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import Trigger
@@ -50,11 +48,12 @@ from kos_audio.core.recording import (
 )
 from kos_audio.core.recording.recovery import recover_incomplete
 from kos_audio.core.stamping import NS_PER_S
-from kos_audio.errors import AudioFormatError, KosAudioError
+from kos_audio.errors import AudioFormatError
 from kos_audio.ros import diagnostics
 from kos_audio.ros.messages import format_of, time_ns
 from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
+from kos_audio.ros.runner import run_node
 
 DEFAULT_OUTPUT_DIR = "~/.ros/kos_audio/recordings"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -316,22 +315,7 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``recorder_node`` executable."""
-    rclpy.init(args=sys.argv if args is None else args)
-    node = None
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except KosAudioError as err:
-        # One clear line instead of a traceback: the user mistyped a parameter.
-        print(f"[recorder_node] error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(RecorderNode, executable="recorder_node", args=args)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,9 @@ import threading
 import time
 from typing import Any
 
-import rclpy
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -43,6 +41,7 @@ from kos_audio.ros import diagnostics
 from kos_audio.ros.messages import format_of, time_ns
 from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
+from kos_audio.ros.runner import run_node
 
 DIAGNOSTICS_PERIOD_S = 1.0
 #: Repeated bad-input log lines are throttled to one per this period (s) per kind; the
@@ -445,42 +444,10 @@ def _latency(text: str) -> str | float:
         return text
 
 
-def print_devices() -> int:
-    """``speaker_node --list-devices``: the output devices PortAudio sees."""
-    try:
-        from kos_audio.backends.device import list_devices
-    except ImportError as err:
-        print(f"cannot list devices: {err}", file=sys.stderr)
-        return 1
-    print(f"{'index':>5}  {'name':<40} {'out ch':>6} {'rate (Hz)':>9}  host API")
-    for d in list_devices():
-        if d.max_output_channels > 0:
-            print(f"{d.index:>5}  {d.name:<40} {d.max_output_channels:>6} "
-                  f"{d.default_sample_rate_hz:>9.0f}  {d.host_api}")
-    return 0
-
-
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``speaker_node`` executable."""
-    argv = sys.argv if args is None else args
-    if "--list-devices" in argv:
-        return print_devices()
-    rclpy.init(args=argv)
-    node = None
-    try:
-        node = SpeakerNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except KosAudioError as err:
-        # One clear line instead of a traceback: the user mistyped a parameter.
-        print(f"[speaker_node] error: {err}", file=sys.stderr)
-        return 2
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SpeakerNode, executable="speaker_node", args=args,
+                    devices="output")
 
 
 if __name__ == "__main__":
