@@ -296,6 +296,7 @@ class PlaybackEngine:
         self._fade_frames = 0  # leading queued frames that are an interrupt's fade-out
         self._no_starve = False  # the next time the queue runs dry is an interrupt's end
         self._dry_at: float | None = None
+        self._drained = False  # the last pull emptied the queue exactly
         self._mark: float | None = None  # receive time of an utterance's first chunk
         self._interrupted_ns: int | None = None
         self._fence_until_ns = 0
@@ -417,6 +418,8 @@ class PlaybackEngine:
                 if repair:
                     self._counts["repaired"] += 1
                     self._counts["non_finite"] += bad
+                if len(frames):
+                    self._drained = False
                 if len(frames) and self._dry_at is not None:
                     if now - self._dry_at < STARVE_WINDOW_S:
                         self._counts["starvations"] += 1
@@ -481,6 +484,14 @@ class PlaybackEngine:
                 flushed = True
         return flushed
 
+    def _went_dry(self, now: float) -> None:
+        """The speech queue ran out at ``now`` (the caller holds the lock)."""
+        if self._no_starve:
+            self._no_starve = False
+        else:
+            self._dry_at = now
+            self._counts["utterances"] += 1
+
     # -- the sink's real-time thread -------------------------------------------------------
     def pull(self, frames: int) -> PlaybackBlock:
         """Exactly ``frames`` frames of the mix (silence where nothing is queued).
@@ -509,11 +520,15 @@ class PlaybackEngine:
                 for pos, mark in marks:
                     self._latencies.append(now + latency + pos / self._rate - mark)
                 if self._speech.frames == 0 and not self._speech_in.pending:
-                    if self._no_starve:
-                        self._no_starve = False
+                    if n < frames:
+                        self._went_dry(now)
                     else:
-                        self._dry_at = now
-                        self._counts["utterances"] += 1
+                        # Drained exactly: it is dry only if the next pull finds nothing (a
+                        # producer streaming in real time refills it in between, no gap).
+                        self._drained = True
+            elif self._drained and not self._paused:
+                self._drained = False
+                self._went_dry(now)
         block = mixer.mix(frames, speech, background)
         return PlaybackBlock(block, max(n, len(background)))
 
@@ -547,6 +562,7 @@ class PlaybackEngine:
                 self._mark = None
                 self._no_starve = fade > 0
                 self._dry_at = None
+                self._drained = False
                 self._paused = False
                 self._sound_until = 0.0
                 self._interrupted_ns = now_ns

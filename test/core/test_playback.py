@@ -276,3 +276,18 @@ def test_unknown_sink_and_missing_file_path_are_clear_errors() -> None:
         create_sink("nope", SinkConfig())
     with pytest.raises(BackendError, match=r"file\.path"):
         create_sink("file", SinkConfig())
+
+
+def test_a_producer_in_lockstep_is_not_a_starvation_but_a_late_one_is() -> None:
+    native = AudioFormat(48000, 2, SampleFormat.F32LE)  # no resampler: chunks pass whole
+    block = np.full((BLOCK, 2), 0.25, "<f4").tobytes()
+    engine = PlaybackEngine(OUT)
+    for _ in range(20):  # each chunk lands just before the pull that plays it
+        engine.enqueue(block, native, now_ns=time.time_ns())
+        assert engine.pull(BLOCK).audible_frames == BLOCK
+    stats = engine.stats()
+    assert stats.starvations == 0 and stats.utterances == 0  # still one utterance, going on
+    assert engine.pull(BLOCK).audible_frames == 0  # the producer is late: a gap is heard
+    engine.enqueue(block, native, now_ns=time.time_ns())
+    stats = engine.stats()
+    assert stats.starvations == 1 and stats.utterances == 1
