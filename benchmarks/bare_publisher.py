@@ -15,6 +15,8 @@ from audio_common_msgs.msg import AudioData, AudioDataStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
+from kos_audio.ros.messages import pcm_array
+
 
 def main() -> None:
     size, rate = int(sys.argv[1]), float(sys.argv[2])
@@ -22,7 +24,7 @@ def main() -> None:
     node = Node("bare_publisher")
     pub = node.create_publisher(AudioData, "audio", 50)
     pub_stamped = node.create_publisher(AudioDataStamped, "audio_stamped", 50)
-    payload = bytes(size)
+    payload = pcm_array(bytes(size))  # the efficient way, as mic_node does
     period = 1.0 / rate
     due = time.monotonic()
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import array
+
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from builtin_interfaces.msg import Time
 
@@ -44,11 +46,23 @@ def time_ns(stamp: Time) -> int:
     return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
+def pcm_array(data: bytes | bytearray | memoryview) -> array.array[int]:
+    """``data`` as the ``array('B')`` that ``AudioData.data`` stores, copied in C.
+
+    Assigning ``bytes`` to a ``uint8[]`` field makes the generated setter check every byte in
+    Python (two generator passes: about 1.5 ms for one 20 ms chunk of 48 kHz 8-channel S16LE);
+    an ``array('B')`` is taken as it is.
+    """
+    out = array.array("B")
+    out.frombytes(data)
+    return out
+
+
 def audio_messages(
     data: bytes, stamp_ns: int, frame_id: str
 ) -> tuple[AudioData, AudioDataStamped]:
-    """The unstamped and stamped messages for one chunk (bytes assigned, never listed)."""
-    plain = AudioData(data=data)
+    """The unstamped and stamped messages for one chunk (bytes copied in C, never listed)."""
+    plain = AudioData(data=pcm_array(data))
     stamped = AudioDataStamped()
     stamped.header.stamp = ros_time(stamp_ns)
     stamped.header.frame_id = frame_id
