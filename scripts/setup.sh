@@ -17,9 +17,11 @@ venv=${KOS_AUDIO_VENV:-$root/.venv}
 python=${PYTHON:-python3}
 say() { printf '[setup] %s\n' "$*"; }
 
+# Build tools the message build needs that differ by distribution: Jazzy's rosidl_generator_py
+# still uses python_cmake_module; Kilted's ament_cmake_ros needs ament_cmake_ros_core.
 case "$distro" in
-  jazzy) prefix=ros-jazzy- ;;
-  kilted) prefix=ros-kilted- ;;
+  jazzy) prefix=ros-jazzy- ; distro_wheels=(python-cmake-module) ;;
+  kilted) prefix=ros-kilted- ; distro_wheels=(ament-cmake-ros-core) ;;
   *) echo "KOS_AUDIO_ROS_DISTRO must be jazzy or kilted, not '$distro'" >&2; exit 2 ;;
 esac
 
@@ -43,8 +45,8 @@ fi
 ros_wheels=(rclpy std-msgs std-srvs diagnostic-msgs builtin-interfaces rcl-interfaces
             rmw-fastrtps-cpp
             ament-cmake ament-cmake-ros ament-cmake-gmock ament-cmake-gtest ament-cmake-pytest
-            ament-cmake-include-directories ament-package python-cmake-module
-            rosidl-default-generators rosidl-core-generators)
+            ament-cmake-include-directories ament-package
+            rosidl-default-generators rosidl-core-generators "${distro_wheels[@]}")
 # What decides the install: if none of these changed, a rerun has nothing to do.
 stamp_input=$(cat "$0" "$root/setup.py" "$root"/tools/audio_common_msgs/msg/*.msg \
               "$root/tools/audio_common_msgs/CMakeLists.txt"; echo "$distro $venv")
