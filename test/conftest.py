@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,53 @@ def ros(namespace: str) -> Iterator[Any]:
     probe = RosProbe(namespace)
     yield probe
     probe.close()
+
+
+@pytest.fixture
+def make_kos_server() -> Iterator[Callable[..., Any]]:
+    """Factory: ``make_kos_server(**KosSoundServer kwargs)`` -> a started KOS test server on
+    loopback; every server made is stopped after the test."""
+    from servers.kos_sound_server import KosSoundServer
+
+    servers: list[KosSoundServer] = []
+
+    def make(**kwargs: Any) -> KosSoundServer:
+        server = KosSoundServer(**kwargs)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def resonite_socket_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new empty directory with a short path (AF_UNIX paths must stay under 108 bytes)."""
+    return tmp_path_factory.mktemp("rio")
+
+
+@pytest.fixture
+def make_resonite_server(resonite_socket_dir: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: ``make_resonite_server(**ResoniteIoServer kwargs)`` -> a started Resonite IO
+    test server; without ``socket_path`` it binds ``<resonite_socket_dir>/resonite-<pid>.sock``.
+    Every server made is stopped after the test."""
+    from servers.resonite_io_server import ResoniteIoServer
+
+    servers: list[ResoniteIoServer] = []
+
+    def make(**kwargs: Any) -> ResoniteIoServer:
+        if "socket_path" not in kwargs:
+            kwargs.setdefault("directory", resonite_socket_dir)
+        server = ResoniteIoServer(**kwargs)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

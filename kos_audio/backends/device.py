@@ -106,6 +106,43 @@ def find_device(spec: str, *, output: bool, refresh: bool = False) -> DeviceInfo
     raise BackendError(f"{reason}; {kind} devices: {names}")
 
 
+def open_stream(
+    device: DeviceInfo,
+    *,
+    output: bool,
+    rates: list[int],
+    channels: int,
+    sample_format: SampleFormat,
+    block_ms: float,
+    latency: str | float,
+    callback: Any,
+) -> tuple[Any, AudioFormat]:
+    """Open (not start) a raw callback stream at the first of ``rates`` the device accepts.
+
+    Returns the stream and the format it runs in; blocks are ``block_ms`` at that rate.
+
+    Raises:
+        BackendError: PortAudio refused every rate; the message lists each refusal.
+
+    """
+    stream_class = sounddevice.RawOutputStream if output else sounddevice.RawInputStream
+    errors = []
+    for rate in dict.fromkeys(rates):
+        fmt = AudioFormat(rate, channels, sample_format)
+        try:
+            stream = stream_class(
+                device=device.index, samplerate=rate, channels=channels,
+                dtype=DTYPES[sample_format], blocksize=fmt.frames_for_ms(block_ms),
+                latency=latency, callback=callback,
+            )
+        except sounddevice.PortAudioError as err:
+            errors.append(f"{fmt.describe()}: {err}")
+            continue
+        return stream, fmt
+    kind = "output" if output else "input"
+    raise BackendError(f"cannot open {kind} device {device.name!r}: {'; '.join(errors)}")
+
+
 class DeviceSource:
     """Captures from a PortAudio input device with a callback stream.
 
@@ -153,29 +190,20 @@ class DeviceSource:
         # After a failure the device list may have changed (USB replugged, server restarted).
         self.device = find_device(self._spec, output=False, refresh=self._reopen)
         self._reopen = True
-        channels = min(self._requested.channels, self.device.max_input_channels)
-        rates = [self._requested.sample_rate_hz, round(self.device.default_sample_rate_hz)]
-        errors = []
-        for rate in dict.fromkeys(rates):
-            fmt = AudioFormat(rate, channels, self._requested.sample_format)
-            try:
-                stream = sounddevice.RawInputStream(
-                    device=self.device.index, samplerate=rate, channels=channels,
-                    dtype=DTYPES[fmt.sample_format], blocksize=self._block_frames,
-                    latency=self._latency, callback=self._callback,
-                )
-            except sounddevice.PortAudioError as err:
-                errors.append(f"{fmt.describe()}: {err}")
-                continue
-            self._format = fmt
-            self._drain_queue()
-            self._last_block_mono = time.monotonic()
-            self.input_latency_s = float(stream.latency)
-            stream.start()
-            with self._lock:
-                self._stream = stream
-            return
-        raise BackendError(f"cannot open input device {self.device.name!r}: {'; '.join(errors)}")
+        stream, self._format = open_stream(
+            self.device, output=False,
+            rates=[self._requested.sample_rate_hz, round(self.device.default_sample_rate_hz)],
+            channels=min(self._requested.channels, self.device.max_input_channels),
+            sample_format=self._requested.sample_format,
+            block_ms=self._block_frames * 1000 / self._requested.sample_rate_hz,
+            latency=self._latency, callback=self._callback,
+        )
+        self._drain_queue()
+        self._last_block_mono = time.monotonic()
+        self.input_latency_s = float(stream.latency)
+        stream.start()
+        with self._lock:
+            self._stream = stream
 
     def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         # PortAudio real-time thread: copy, stamp, enqueue. Nothing that can block.

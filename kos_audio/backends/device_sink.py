@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from kos_audio.backends.device import DTYPES, DeviceInfo, find_device
+from kos_audio.backends.device import DeviceInfo, find_device, open_stream
 from kos_audio.core.convert import from_float
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import PullCallback
@@ -109,28 +109,20 @@ class DeviceSink:
         # After a failure the device list may have changed (USB replugged, server restarted).
         self.device = find_device(self._spec, output=True, refresh=self._reopen)
         self._reopen = True
-        channels = self._channels or min(NATIVE_MAX_CHANNELS, self.device.max_output_channels)
         default_rate = round(self.device.default_sample_rate_hz)
-        errors = []
-        for rate in dict.fromkeys([self._rate or default_rate, default_rate]):
-            fmt = AudioFormat(rate, channels, self._sample_format)
-            try:
-                stream = sounddevice.RawOutputStream(
-                    device=self.device.index, samplerate=rate, channels=channels,
-                    dtype=DTYPES[fmt.sample_format], blocksize=fmt.frames_for_ms(self._block_ms),
-                    latency=self._latency_hint, callback=self._callback,
-                )
-            except sounddevice.PortAudioError as err:
-                errors.append(f"{fmt.describe()}: {err}")
-                continue
-            self._format = fmt
-            self._latency_s = float(stream.latency)
-            self._error = None
-            self._audible = False
-            with self._lock:
-                self._stream = stream
-            return fmt
-        raise BackendError(f"cannot open output device {self.device.name!r}: {'; '.join(errors)}")
+        stream, fmt = open_stream(
+            self.device, output=True, rates=[self._rate or default_rate, default_rate],
+            channels=self._channels or min(NATIVE_MAX_CHANNELS, self.device.max_output_channels),
+            sample_format=self._sample_format, block_ms=self._block_ms,
+            latency=self._latency_hint, callback=self._callback,
+        )
+        self._format = fmt
+        self._latency_s = float(stream.latency)
+        self._error = None
+        self._audible = False
+        with self._lock:
+            self._stream = stream
+        return fmt
 
     def start(self, pull: PullCallback) -> None:
         """Start the stream; PortAudio calls back for every block from now on.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import soundfile
 
+from kos_audio.backends.paced_sink import PacedSink
 from kos_audio.core.formats import AudioFormat, SampleFormat
-from kos_audio.core.interfaces import PlaybackBlock, PullCallback
-from kos_audio.core.sink_loop import PacedPuller
+from kos_audio.core.interfaces import PlaybackBlock
 from kos_audio.errors import BackendError
 
 #: What a file gets when the node requests no format: a typical device's.
@@ -25,7 +25,7 @@ SUBTYPES = {
 }
 
 
-class FileSink:
+class FileSink(PacedSink):
     """Writes what a speaker would play into ``path``, silence included, in real time.
 
     A :class:`PacedPuller` thread pulls one block every ``block_ms`` of real time and writes
@@ -54,32 +54,14 @@ class FileSink:
         if not path:
             raise BackendError("sink 'file' needs the parameter file.path")
         self.path = Path(path).expanduser()
-        self._requested = AudioFormat(sample_rate_hz or NATIVE.sample_rate_hz,
-                                      channels or NATIVE.channels,
-                                      sample_format or NATIVE.sample_format)
-        self._block_ms = block_ms
+        super().__init__(AudioFormat(sample_rate_hz or NATIVE.sample_rate_hz,
+                                     channels or NATIVE.channels,
+                                     sample_format or NATIVE.sample_format),
+                         block_ms=block_ms, thread_name="kos_audio-file-sink")
         self._file: soundfile.SoundFile | None = None
-        self._puller: PacedPuller | None = None
         self._created = False
         self._lock = threading.Lock()  # close() may come from another thread mid-write
-        self._underruns = 0
         self.frames_written = 0
-
-    @property
-    def format(self) -> AudioFormat:
-        """The file's format."""
-        return self._requested
-
-    @property
-    def output_latency_s(self) -> float:
-        """0: a block is "heard" when it is written."""
-        return 0.0
-
-    @property
-    def underruns(self) -> int:
-        """Blocks the pacing thread pulled late while audio was playing."""
-        puller = self._puller
-        return self._underruns + (puller.underruns if puller is not None else 0)
 
     def open(self) -> AudioFormat:
         """Create the file (or reopen it to append).
@@ -89,7 +71,7 @@ class FileSink:
                 unsupported extension or format).
 
         """
-        fmt = self._requested
+        fmt = self._format
         is_ogg = self.path.suffix.lower() in (".ogg", ".oga")
         subtype = "VORBIS" if is_ogg else SUBTYPES[fmt.sample_format]
         try:
@@ -106,35 +88,16 @@ class FileSink:
             self._file = file
         return fmt
 
-    def start(self, pull: PullCallback) -> None:
-        """Start the pacing thread."""
-        if self._puller is not None:
-            self._underruns += self._puller.underruns
-        self._puller = PacedPuller(self._requested.sample_rate_hz,
-                                   self._requested.frames_for_ms(self._block_ms), self._write,
-                                   name="kos_audio-file-sink")
-        self._puller.start(pull)
-
-    def _write(self, block: PlaybackBlock) -> None:
+    def _consume(self, block: PlaybackBlock) -> None:
         # The pacing thread: a buffered write; libsndfile converts float to the subtype.
         with self._lock:
             if self._file is not None:
                 self._file.write(block.samples)
                 self.frames_written += len(block.samples)
 
-    def check(self) -> None:
-        """Raise :class:`BackendError` if a write failed (disk full...)."""
-        puller = self._puller
-        if puller is not None and puller.error is not None:
-            raise BackendError(f"writing {self.path} failed: {puller.error}") from puller.error
-
-    def interrupt(self) -> None:
-        """Nothing: blocks are written as they are pulled."""
-
     def close(self) -> None:
         """Stop the thread and close the file (completing its header); idempotent."""
-        if self._puller is not None:
-            self._puller.stop()
+        super().close()
         with self._lock:
             file, self._file = self._file, None
         if file is not None:

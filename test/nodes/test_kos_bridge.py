@@ -8,11 +8,10 @@ the other side of the topics.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pytest
 import soxr
 from audio_common_msgs.msg import AudioData, AudioDataStamped
 from diagnostic_msgs.msg import DiagnosticArray
@@ -28,21 +27,6 @@ from kos_audio.backends.kos_sink import DEFAULT_LEAD_S
 MIC = "kos_audio.nodes.mic_node"
 SPEAKER = "kos_audio.nodes.speaker_node"
 RATE = 16_000
-
-
-@pytest.fixture
-def make_server() -> Iterator[Callable[..., KosSoundServer]]:
-    servers: list[KosSoundServer] = []
-
-    def make(**kwargs: Any) -> KosSoundServer:
-        server = KosSoundServer(**kwargs)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
 
 
 def mic(namespace: str, server: KosSoundServer, **params: Any) -> NodeProcess:
@@ -73,9 +57,9 @@ def diag_values(diags: Collected[DiagnosticArray], name: str) -> list[dict[str, 
 # ---------------------------------------------------------------------------- mic via KOS
 
 
-def test_mic_publishes_the_kos_signal_exactly(ros: Any, namespace: str,
-                                              make_server: Callable[..., KosSoundServer]) -> None:
-    server = make_server()
+def test_mic_publishes_the_kos_signal_exactly(
+        ros: Any, namespace: str, make_kos_server: Callable[..., KosSoundServer]) -> None:
+    server = make_kos_server()
     stamped = ros.subscribe(AudioDataStamped, "audio_stamped")
     with mic(namespace, server):
         msgs = stamped.wait_for(50, timeout_s=30)[:50]
@@ -87,8 +71,8 @@ def test_mic_publishes_the_kos_signal_exactly(ros: Any, namespace: str,
 
 
 def test_mic_resamples_when_the_robot_only_offers_other_rates(
-        ros: Any, namespace: str, make_server: Callable[..., KosSoundServer]) -> None:
-    server = make_server(recording=Capabilities((48_000,), (32,), (1,)))
+        ros: Any, namespace: str, make_kos_server: Callable[..., KosSoundServer]) -> None:
+    server = make_kos_server(recording=Capabilities((48_000,), (32,), (1,)))
     stamped = ros.subscribe(AudioDataStamped, "audio_stamped")
     with mic(namespace, server) as node:
         msgs = stamped.wait_for(50, timeout_s=30)[:50]
@@ -110,8 +94,8 @@ def test_mic_resamples_when_the_robot_only_offers_other_rates(
 
 
 def test_mic_reconnects_after_a_server_restart_and_re_anchors(
-        ros: Any, namespace: str, make_server: Callable[..., KosSoundServer]) -> None:
-    server = make_server()
+        ros: Any, namespace: str, make_kos_server: Callable[..., KosSoundServer]) -> None:
+    server = make_kos_server()
     stamped = ros.subscribe(AudioDataStamped, "audio_stamped")
     diags = ros.subscribe(DiagnosticArray, "/diagnostics")
     with mic(namespace, server) as node:
@@ -139,8 +123,8 @@ def test_mic_reconnects_after_a_server_restart_and_re_anchors(
 
 
 def test_mic_disable_stops_recording_and_enable_restarts(
-        ros: Any, namespace: str, make_server: Callable[..., KosSoundServer]) -> None:
-    server = make_server()
+        ros: Any, namespace: str, make_kos_server: Callable[..., KosSoundServer]) -> None:
+    server = make_kos_server()
     stamped = ros.subscribe(AudioDataStamped, "audio_stamped")
     with mic(namespace, server):
         stamped.wait_for(5, timeout_s=30)
@@ -160,8 +144,8 @@ def test_mic_disable_stops_recording_and_enable_restarts(
 
 
 def test_mic_logs_and_counts_server_errors_and_keeps_running(
-        ros: Any, namespace: str, make_server: Callable[..., KosSoundServer]) -> None:
-    server = make_server()
+        ros: Any, namespace: str, make_kos_server: Callable[..., KosSoundServer]) -> None:
+    server = make_kos_server()
     server.faults.record_error_after_chunks = 3
     stamped = ros.subscribe(AudioDataStamped, "audio_stamped")
     diags = ros.subscribe(DiagnosticArray, "/diagnostics")
@@ -201,8 +185,8 @@ def publish_tts(ros: Any, data: bytes) -> None:
 
 
 def test_speaker_sends_published_tts_to_kos_exactly(
-        ros: Any, namespace: str, make_server: Callable[..., KosSoundServer]) -> None:
-    server = make_server()
+        ros: Any, namespace: str, make_kos_server: Callable[..., KosSoundServer]) -> None:
+    server = make_kos_server()
     speaking = ros.subscribe(Bool, "is_speaking", LATCHED)
     data = tts(0.5)
     with speaker(namespace, server, sample_rate=RATE, channels=1, sample_format="S16LE",
@@ -229,8 +213,8 @@ def test_speaker_sends_published_tts_to_kos_exactly(
 
 
 def test_speaker_interrupt_cancels_the_kos_stream(
-        ros: Any, namespace: str, make_server: Callable[..., KosSoundServer]) -> None:
-    server = make_server()  # plays 16/48 kHz: with no rate asked, the sink takes 48 kHz mono
+        ros: Any, namespace: str, make_kos_server: Callable[..., KosSoundServer]) -> None:
+    server = make_kos_server()  # plays 16/48 kHz: with no rate asked, the sink takes 48 kHz mono
     speaking = ros.subscribe(Bool, "is_speaking", LATCHED)
     with speaker(namespace, server) as node:
         publish_tts(ros, tts(4.0))

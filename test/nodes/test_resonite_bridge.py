@@ -38,28 +38,6 @@ CLEAN_ENV = {"RESONITE_IO_SOCKET": "", "RESONITE_IO_SOCKET_DIR": ""}
 
 
 # -- fixtures ------------------------------------------------------------------------------
-@pytest.fixture
-def socket_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short directory for sockets (AF_UNIX paths must stay under 108 bytes)."""
-    return tmp_path_factory.mktemp("rio")
-
-
-@pytest.fixture
-def make_server(socket_dir: Path) -> Iterator[Callable[..., ResoniteIoServer]]:
-    servers: list[ResoniteIoServer] = []
-
-    def make(**kwargs: Any) -> ResoniteIoServer:
-        kwargs.setdefault("directory", socket_dir)
-        server = ResoniteIoServer(**kwargs)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
-
-
 @contextlib.contextmanager
 def live_pid() -> Iterator[int]:
     """A live pid other than ours (a sleeping child): another Resonite's socket name."""
@@ -127,8 +105,8 @@ def diag_values(diags: Any, namespace: str, node: str) -> dict[str, str]:
 
 # -- speaker_node, sink resonite_mic -------------------------------------------------------
 def test_tts_reaches_resonite_as_48k_mono_float_paced_and_interrupt_cancels(
-        ros: Any, namespace: str, make_server: Callable[..., ResoniteIoServer]) -> None:
-    server = make_server()
+        ros: Any, namespace: str, make_resonite_server: Callable[..., ResoniteIoServer]) -> None:
+    server = make_resonite_server()
     diags = ros.subscribe(DiagnosticArray, "/diagnostics")
     tts = Tts(ros)
     peak = [0]
@@ -185,11 +163,11 @@ def test_tts_reaches_resonite_as_48k_mono_float_paced_and_interrupt_cancels(
 
 
 def test_explicit_socket_parameter_beats_the_environment(
-        ros: Any, namespace: str, make_server: Callable[..., ResoniteIoServer],
-        socket_dir: Path) -> None:
-    server = make_server()
+        ros: Any, namespace: str, make_resonite_server: Callable[..., ResoniteIoServer],
+        resonite_socket_dir: Path) -> None:
+    server = make_resonite_server()
     tts = Tts(ros)
-    env = {"RESONITE_IO_SOCKET": str(socket_dir / "not-this-one.sock")}
+    env = {"RESONITE_IO_SOCKET": str(resonite_socket_dir / "not-this-one.sock")}
     with speaker(namespace, env, **{"resonite.socket": str(server.socket_path)}):
         tts.wait_for_node()
         wait_until(server.pings, TIMEOUT_S, "the sink connected to the parameter's socket")
@@ -199,11 +177,11 @@ def test_explicit_socket_parameter_beats_the_environment(
 
 
 def test_waits_for_resonite_then_follows_it_to_a_new_socket(
-        ros: Any, namespace: str, make_server: Callable[..., ResoniteIoServer],
-        socket_dir: Path) -> None:
+        ros: Any, namespace: str, make_resonite_server: Callable[..., ResoniteIoServer],
+        resonite_socket_dir: Path) -> None:
     tts = Tts(ros)
     diags = ros.subscribe(DiagnosticArray, "/diagnostics")
-    with speaker(namespace, {"RESONITE_IO_SOCKET_DIR": str(socket_dir)}) as node:
+    with speaker(namespace, {"RESONITE_IO_SOCKET_DIR": str(resonite_socket_dir)}) as node:
         # No Resonite yet: one clear error naming the variable; the node keeps running.
         wait_until(lambda: "no live Resonite IO socket" in node.output, TIMEOUT_S,
                    "the resolution error was logged")
@@ -211,14 +189,14 @@ def test_waits_for_resonite_then_follows_it_to_a_new_socket(
         assert "[ERROR]" in error and "Set RESONITE_IO_SOCKET" in error
         assert "reopening in" in error  # retried with back-off
         assert node.alive()
-        first = make_server()  # Resonite starts: found by the directory search
+        first = make_resonite_server()  # Resonite starts: found by the directory search
         tts.wait_for_node()
         wait_until(first.pings, TIMEOUT_S, "connected once Resonite started")
         tts.say(speech_like(0.4))
         assert first.wait_microphone_outcome(0, TIMEOUT_S) == "completed"
         first.stop()  # Resonite quits (its socket goes) and comes back under another pid
         with live_pid() as pid:
-            second = make_server(pid=pid)
+            second = make_resonite_server(pid=pid)
             # The node's error log is throttled; diagnostics keep the last error.
             wait_until(lambda: "vanished" in diag_values(diags, namespace, "speaker").get(
                 "last_error", ""), TIMEOUT_S, "the lost socket was reported")
@@ -230,8 +208,8 @@ def test_waits_for_resonite_then_follows_it_to_a_new_socket(
 
 # -- mic_node, source resonite_speaker -----------------------------------------------------
 def test_resonite_speaker_is_published_intact(
-        ros: Any, namespace: str, make_server: Callable[..., ResoniteIoServer]) -> None:
-    server = make_server()
+        ros: Any, namespace: str, make_resonite_server: Callable[..., ResoniteIoServer]) -> None:
+    server = make_resonite_server()
     exact = ros.subscribe(AudioDataStamped, "audio_stamped")
     speech = ros.subscribe(AudioDataStamped, "robot/audio_stamped")
     info = ros.subscribe(AudioInfo, "audio_info", LATCHED)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -26,22 +25,6 @@ from kos_audio.protocols.kos import KosSoundClient  # noqa: E402
 
 # Unary deadline of test clients: generous for a loaded 2-core CI, still fails fast on a hang.
 CLIENT_TIMEOUT_S = 5.0
-
-
-@pytest.fixture
-def make_kos_server() -> Iterator[Callable[..., KosSoundServer]]:
-    """Factory: ``make_kos_server(**KosSoundServer kwargs)`` -> a started server, stopped after."""
-    servers: list[KosSoundServer] = []
-
-    def make(**kwargs: Any) -> KosSoundServer:
-        server = KosSoundServer(**kwargs)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture

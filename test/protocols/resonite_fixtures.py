@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,44 +27,12 @@ from kos_audio.protocols.resonite_io.v1 import ResoniteIoClient  # noqa: E402
 
 __all__ = [
     "RESONITE_CLIENT_TIMEOUT_S",
-    "make_resonite_server",
     "resonite_client",
     "resonite_server",
-    "resonite_socket_dir",
 ]
 
 # Unary deadline of test clients: generous for a loaded 2-core CI, still fails fast on a hang.
 RESONITE_CLIENT_TIMEOUT_S = 5.0
-
-
-@pytest.fixture
-def resonite_socket_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new empty directory with a short path, for ``resonite-<pid>.sock`` files."""
-    return tmp_path_factory.mktemp("rio")
-
-
-@pytest.fixture
-def make_resonite_server(
-    resonite_socket_dir: Path,
-) -> Iterator[Callable[..., ResoniteIoServer]]:
-    """Factory: ``make_resonite_server(**ResoniteIoServer kwargs)`` -> a started server.
-
-    Without ``socket_path`` the server binds ``<resonite_socket_dir>/resonite-<pid>.sock``.
-    Every server made is stopped after the test.
-    """
-    servers: list[ResoniteIoServer] = []
-
-    def make(**kwargs: Any) -> ResoniteIoServer:
-        if "socket_path" not in kwargs:
-            kwargs.setdefault("directory", resonite_socket_dir)
-        server = ResoniteIoServer(**kwargs)
-        server.start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture
