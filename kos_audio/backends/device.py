@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from kos_audio.core.capture import drain
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import CapturedBlock
 from kos_audio.errors import BackendError
@@ -198,7 +199,7 @@ class DeviceSource:
             block_ms=self._block_frames * 1000 / self._requested.sample_rate_hz,
             latency=self._latency, callback=self._callback,
         )
-        self._drain_queue()
+        drain(self._queue)
         self._last_block_mono = time.monotonic()
         self.input_latency_s = float(stream.latency)
         stream.start()
@@ -261,13 +262,6 @@ class DeviceSource:
                 stream.close()
             except sounddevice.PortAudioError:
                 pass  # the device is already gone; nothing left to release
-
-    def _drain_queue(self) -> None:
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
 
     def describe(self) -> str:
         """E.g. ``device 3:'mic'``."""

@@ -19,6 +19,7 @@ from kos_audio.backends.kos import (
     closest_config,
     describe_error,
 )
+from kos_audio.core.capture import drain
 from kos_audio.core.formats import AudioFormat
 from kos_audio.core.interfaces import CapturedBlock
 from kos_audio.core.stamping import NS_PER_S
@@ -148,7 +149,7 @@ class KosSource:
             raise
         self.config = config
         self._format = config.format
-        self._drain_queue()
+        drain(self._queue)
         self._partial = b""
         self._lost = False
         self._last_data_mono = time.monotonic()
@@ -258,11 +259,4 @@ class KosSource:
         capture_ns = now_ns - frames * NS_PER_S // fmt.sample_rate_hz
         self._queue.put(CapturedBlock(data, capture_ns, self._lost))
         self._lost = False
-
-    def _drain_queue(self) -> None:
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return
 

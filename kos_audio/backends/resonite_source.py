@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kos_audio.core.capture import drain
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import CapturedBlock
 from kos_audio.core.stamping import NS_PER_S
@@ -165,7 +166,7 @@ class ResoniteSpeakerSource:
         except BackendError:
             client.close()
             raise
-        self._drain_queue()
+        drain(self._queue)
         self._path = str(path)
         self._next_frame_id = 0
         self._reader_lost = False
@@ -284,10 +285,3 @@ class ResoniteSpeakerSource:
         self._queue.put(_Frame(int(frame_id), int(unix_nanos), int(sample_count), data,
                                arrival_ns, self._reader_lost))
         self._reader_lost = False
-
-    def _drain_queue(self) -> None:
-        while True:
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                return

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -125,6 +127,18 @@ class ChunkStamper:
     def _stamp(self, chunk: npt.NDArray[np.generic]) -> StampedChunk:
         frames = len(chunk)
         return StampedChunk(chunk.tobytes(), frames, self._clock.take(frames))
+
+
+def drain(pending: queue.SimpleQueue[Any]) -> None:
+    """Discard what ``pending`` holds.
+
+    Blocks a source queued before it was closed must not reach the next stream's timeline.
+    """
+    while True:
+        try:
+            pending.get_nowait()
+        except queue.Empty:
+            return
 
 
 class CaptureState(enum.Enum):
