@@ -1,5 +1,5 @@
 """The robot's audio bring-up: ros2 launch kos_audio kos_audio.launch.py [namespace:=robot1]
-[mic_source:=device] [sink:=device].
+[mic_source:=device] [sink:=device] [mic_device:=3] [speaker_device:=pulse].
 
 Starts mic_node (publishing mic/audio, mic/audio_stamped, mic/audio_info) and speaker_node
 (playing tts/audio with its format on tts/audio_info, background/audio under it, publishing
@@ -13,6 +13,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
@@ -24,6 +25,11 @@ SPEAKER_REMAPS = [("audio", "tts/audio"), ("audio_stamped", "tts/audio_stamped")
 #: recorder_node records the microphone (audio_stamped; audio with input.stamped: false).
 RECORDER_REMAPS = [("audio", "mic/audio"), ("audio_stamped", "mic/audio_stamped"),
                    ("audio_info", "mic/audio_info")]
+
+
+def text(name: str) -> ParameterValue:
+    """A launch argument as the string typed: ``null``, ``3`` or ``true`` stay text."""
+    return ParameterValue(LaunchConfiguration(name), value_type=str)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -38,6 +44,10 @@ def generate_launch_description() -> LaunchDescription:
                               description="speaker_node parameter file"),
         DeclareLaunchArgument("mic_source", default_value="device",
                               description="mic_node source: device | tone | file | kos"),
+        DeclareLaunchArgument("mic_device", default_value="",
+                              description="source=device: input device name or index"),
+        DeclareLaunchArgument("speaker_device", default_value="",
+                              description="sink=device: output device name or index"),
         DeclareLaunchArgument("sink", default_value="device",
                               description="speaker_node sink: device | file | null | kos"),
         Node(
@@ -46,7 +56,7 @@ def generate_launch_description() -> LaunchDescription:
             name="mic",
             namespace=namespace,
             parameters=[LaunchConfiguration("mic_config"),
-                        {"source": LaunchConfiguration("mic_source")}],
+                        {"source": text("mic_source"), "device": text("mic_device")}],
             remappings=MIC_REMAPS,
             output="screen",
         ),
@@ -56,7 +66,7 @@ def generate_launch_description() -> LaunchDescription:
             name="speaker",
             namespace=namespace,
             parameters=[LaunchConfiguration("speaker_config"),
-                        {"sink": LaunchConfiguration("sink")}],
+                        {"sink": text("sink"), "device": text("speaker_device")}],
             remappings=SPEAKER_REMAPS,
             output="screen",
         ),

@@ -14,6 +14,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
@@ -27,7 +28,8 @@ SPEAKER_REMAPS = [("audio", "tts/audio"), ("audio_stamped", "tts/audio_stamped")
 def generate_launch_description() -> LaunchDescription:
     config = Path(get_package_share_directory("kos_audio")) / "config"
     namespace = LaunchConfiguration("namespace")
-    address = LaunchConfiguration("kos_address")
+    # Text as typed, whatever it looks like.
+    address = ParameterValue(LaunchConfiguration("kos_address"), value_type=str)
     return LaunchDescription([
         DeclareLaunchArgument("kos_address", default_value="localhost:50051",
                               description="host:port of the KOS daemon's SoundService"),

@@ -1,4 +1,10 @@
-"""Microphone capture: ros2 launch kos_audio mic.launch.py [source:=tone] [namespace:=robot1]."""
+"""Microphone capture: ros2 launch kos_audio mic.launch.py [source:=tone] [device:=3]
+[namespace:=robot1] [config:=my_mic.yaml].
+
+Starts mic_node (name ``mic``) publishing ``audio``, ``audio_stamped`` and ``audio_info``
+(under ``namespace``). ``source`` and ``device`` override the parameter file; both are passed
+as text, so ``device:=3`` is device index 3.
+"""
 
 from pathlib import Path
 
@@ -6,8 +12,14 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
+
+
+def text(name: str) -> ParameterValue:
+    """A launch argument as the string typed: ``3``, ``true`` or ``null`` stay text."""
+    return ParameterValue(LaunchConfiguration(name), value_type=str)
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -18,7 +30,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of the node and its topics"),
         DeclareLaunchArgument("source", default_value="device",
-                              description="device | tone | file (overrides the file)"),
+                              description="device | tone | file | kos | resonite_speaker "
+                                          "(overrides the file)"),
         DeclareLaunchArgument("device", default_value="",
                               description="input device name or index (overrides the file)"),
         Node(
@@ -27,8 +40,7 @@ def generate_launch_description() -> LaunchDescription:
             name="mic",
             namespace=LaunchConfiguration("namespace"),
             parameters=[LaunchConfiguration("config"),
-                        {"source": LaunchConfiguration("source"),
-                         "device": LaunchConfiguration("device")}],
+                        {"source": text("source"), "device": text("device")}],
             output="screen",
         ),
     ])

@@ -10,11 +10,14 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:
+    # Text as typed: a directory named 2024 stays "2024".
+    output_dir = ParameterValue(LaunchConfiguration("output_dir"), value_type=str)
     default_config = Path(get_package_share_directory("kos_audio")) / "config" / "recorder.yaml"
     return LaunchDescription([
         DeclareLaunchArgument("config", default_value=str(default_config),
@@ -34,7 +37,7 @@ def generate_launch_description() -> LaunchDescription:
             name="recorder",
             namespace=LaunchConfiguration("namespace"),
             parameters=[LaunchConfiguration("config"),
-                        {"output_dir": LaunchConfiguration("output_dir")}],
+                        {"output_dir": output_dir}],
             remappings=[("audio_stamped", LaunchConfiguration("audio_topic")),
                         ("audio", LaunchConfiguration("audio_topic")),
                         ("audio_info", LaunchConfiguration("info_topic"))],

@@ -109,16 +109,23 @@ class MicNode(Node):
         self._recent: deque[float] = deque(maxlen=200)  # monotonic publish times, for the rate
         self._errors = 0
         self._last_error = ""
+        self._flowing = False  # audio arrived since the source (re)opened; said once each time
         self._capture = CaptureLoop(self.source, self._on_block, on_event=self._on_event)
         if p["autostart"]:
             self._capture.start()
         self.get_logger().info(
-            f"{'publishing' if p['autostart'] else 'ready to publish (call ~/enable)'} "
-            f"{self.audio_format.describe()} in {p['chunk_ms']:g} ms chunks from "
-            f"{self.source.describe()}")
+            f"{'opening' if p['autostart'] else 'ready to open (call ~/enable)'} "
+            f"{self.source.describe()} for {self.audio_format.describe()} in "
+            f"{p['chunk_ms']:g} ms chunks")
 
     # -- capture thread ------------------------------------------------------------------
     def _on_block(self, block: CapturedBlock) -> None:
+        if not self._flowing:
+            # Said when audio really flows, not when the node starts: an unreachable KOS
+            # server must not look like a working microphone in the log.
+            self._flowing = True
+            self.get_logger().info(
+                f"publishing {self.audio_format.describe()} from {self.source.describe()}")
         if self._restart_pending:
             self._restart_pending = False
             block = dataclasses.replace(block, discontinuity=True)
@@ -151,6 +158,8 @@ class MicNode(Node):
         return int(self.get_clock().now().nanoseconds) - time.time_ns()
 
     def _on_event(self, kind: str, message: str) -> None:
+        if kind == "reopened":
+            self._flowing = False
         if kind == "error":
             with self._lock:
                 self._errors += 1
@@ -168,6 +177,7 @@ class MicNode(Node):
             response.message = f"capture already {'enabled' if request.data else 'disabled'}"
             return response
         if request.data:
+            self._flowing = False
             self._restart_pending = self._stamper is not None
             self._capture.start()
         else:
@@ -232,7 +242,8 @@ def _latency(text: str) -> str | float:
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``mic_node`` executable."""
-    return run_node(MicNode, executable="mic_node", args=args, devices="input")
+    return run_node(MicNode, executable="mic_node", args=args, devices="input",
+                    doc=__doc__ or "", params=PARAMS)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ DIAGNOSTICS_PERIOD_S = 1.0
 STALL_S = 2.0
 #: Bad-input log lines are repeated at most this often (s); counters count every case.
 LOG_THROTTLE_S = 10.0
+#: Audio may arrive this long (s) before its audio_info without a warning.
+INFO_GRACE_S = 2.0
 
 PARAMS = [
     Param("output_dir", DEFAULT_OUTPUT_DIR,
@@ -113,6 +115,7 @@ class RecorderNode(Node):
         self._lock = threading.Lock()  # counters shared by the executor and the writer thread
         self._bad_chunks = 0
         self._chunks_without_info = 0
+        self._first_without_info = 0.0  # monotonic time of the first such chunk; 0 = none
         self._errors = 0
         self._last_error = ""
         self._failing = False  # an error since the last successful start: diagnostics ERROR
@@ -162,9 +165,13 @@ class RecorderNode(Node):
         if fmt is None:
             with self._lock:
                 self._chunks_without_info += 1
-            self.get_logger().warning(
-                f"dropping audio: {self._format_problem}",
-                throttle_duration_sec=LOG_THROTTLE_S)
+                first = self._first_without_info = self._first_without_info or time.monotonic()
+            # At start-up audio often arrives just before the latched audio_info: not worth a
+            # warning. Audio without a usable audio_info for INFO_GRACE_S is.
+            if time.monotonic() - first >= INFO_GRACE_S:
+                self.get_logger().warning(
+                    f"dropping audio: {self._format_problem}",
+                    throttle_duration_sec=LOG_THROTTLE_S)
             return
         raw = bytes(data)
         if not raw:
@@ -196,6 +203,7 @@ class RecorderNode(Node):
         if fmt != self._format:
             old = self._format
             self._format = fmt
+            self._first_without_info = 0.0
             if old is not None:
                 self.get_logger().info(
                     f"input format changed from {old.describe()} to {fmt.describe()}"
@@ -315,7 +323,8 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``recorder_node`` executable."""
-    return run_node(RecorderNode, executable="recorder_node", args=args)
+    return run_node(RecorderNode, executable="recorder_node", args=args,
+                    doc=__doc__ or "", params=PARAMS)
 
 
 if __name__ == "__main__":

@@ -446,8 +446,8 @@ def _latency(text: str) -> str | float:
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``speaker_node`` executable."""
-    return run_node(SpeakerNode, executable="speaker_node", args=args,
-                    devices="output")
+    return run_node(SpeakerNode, executable="speaker_node", args=args, devices="output",
+                    doc=__doc__ or "", params=PARAMS)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,14 @@
 Each node lists its parameters as :class:`Param` rows; :func:`declare_all` declares them with
 a ParameterDescriptor (description, range, read-only) and checks choices, so a bad value is
 refused at start with one clear line naming the parameter and what it accepts.
+
+Values are taken as users type them (:func:`coerce`): ``chunk_ms:=40`` for a float,
+``sample_rate:=16000.0`` for an integer, ``device:=3`` or ``sink:=null`` for a string. ROS
+parses every ``-p``, YAML and ``ros2 param set`` value by its spelling, so without this a
+float parameter refuses ``40`` and a string parameter refuses ``3``. The parameters stay
+statically typed (``ros2 param describe`` shows the real type); the spelling is converted
+before rclpy checks the type: at declaration for overrides, and in a pre-set callback for
+run-time changes.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 from kos_audio.errors import KosAudioError
 
@@ -59,13 +68,56 @@ class Param:
             )
 
 
+def coerce(default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default`` when its spelling means that; else unchanged.
+
+    An integer for a float parameter becomes that float; an integral float for an integer
+    parameter becomes that integer; a number, bool or null for a string parameter becomes the
+    text the user typed (``3`` -> ``"3"``, ``true`` -> ``"true"``, null -> ``"null"``).
+    Anything else is returned as it is, for rclpy to refuse with its type error.
+    """
+    if isinstance(default, str):
+        if value is None or isinstance(value, bool):
+            return {None: "null", True: "true", False: "false"}[value]
+        return str(value) if isinstance(value, (int, float)) else value
+    if isinstance(default, bool) or isinstance(value, bool):
+        return value
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(default, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _coerced(param: Parameter, defaults: dict[str, Any]) -> Parameter:
+    if param.name not in defaults:
+        return param
+    value = coerce(defaults[param.name], param.value)
+    return param if value is param.value else Parameter(param.name, value=value)
+
+
 def declare_all(node: Node, params: Iterable[Param]) -> dict[str, Any]:
     """Declare every parameter and return ``{name: value}`` with overrides applied.
+
+    Overrides (``-p``, parameter files, launch) and later ``ros2 param set`` values are
+    converted by :func:`coerce` first. Call once per node, from its constructor.
 
     Raises:
         ParameterError: a value has the wrong type, is out of range or not a choice.
 
     """
+    params = list(params)
+    defaults = {param.name: param.default for param in params}
+    # rclpy keeps the overrides of --ros-args and parameter files in this mapping (the same
+    # attribute from Humble to Kilted) and offers no public way to see them before declaring.
+    overrides: dict[str, Parameter] = getattr(node, "_parameter_overrides", {})
+    for name, override in list(overrides.items()):
+        overrides[name] = _coerced(override, defaults)
+    # Run-time changes: rclpy >= Iron converts before its type check; Humble has no such
+    # hook, so there an integer for a float parameter is still refused by ros2 param set.
+    if hasattr(node, "add_pre_set_parameters_callback"):
+        node.add_pre_set_parameters_callback(
+            lambda changes: [_coerced(change, defaults) for change in changes])
     values: dict[str, Any] = {}
     for param in params:
         try:

@@ -1,36 +1,83 @@
-"""The ``main()`` every kos_audio node shares: init, spin, clean shutdown, clear errors."""
+"""The ``main()`` every kos_audio node shares: init, spin, clean shutdown, clear errors.
+
+Shutdown is the part robots exercise most (Ctrl-C in a terminal, ``ros2 launch`` sending
+SIGINT to the process group and then its own SIGINT, systemd's SIGTERM), so it is done here
+once, not with rclpy's default handlers: those raise KeyboardInterrupt in whatever the main
+thread runs, including the thread joins of a node's own cleanup. Instead SIGINT and SIGTERM
+are blocked in every thread before any is started, the executor spins on a worker thread,
+and the main thread waits for the signal with :func:`signal.sigwait`. The first signal ends
+the spin, then the node cleans up (streams closed, files finished) undisturbed by any further
+signal, and the process exits 0.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from kos_audio.errors import KosAudioError
+from kos_audio.ros.params import Param
+
+#: The signals that end a node normally.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def run_node(make_node: Callable[[], Node], *, executable: str,
-             args: list[str] | None = None, devices: str = "") -> int:
-    """Run one node until Ctrl-C or shutdown; the process exit code.
+             args: list[str] | None = None, devices: str = "",
+             doc: str = "", params: Sequence[Param] = ()) -> int:
+    """Run one node until SIGINT/SIGTERM or shutdown; the process exit code.
 
-    A :class:`KosAudioError` while the node is built (a refused parameter, a missing library)
-    is printed as one line naming ``executable``, exit code 2, instead of a traceback.
-    With ``devices`` ``"input"`` or ``"output"``, ``--list-devices`` prints those devices
-    instead, before ROS starts.
+    ``--help`` (or ``-h``) before ``--ros-args`` prints ``doc`` and the ``params`` table and
+    returns 0. With ``devices`` ``"input"`` or ``"output"``, ``--list-devices`` prints those
+    devices instead, before ROS starts. A :class:`KosAudioError` while the node is built (a
+    refused parameter, a missing library) is printed as one line naming ``executable``, exit
+    code 2, instead of a traceback. An exception escaping a callback ends the node with its
+    traceback and exit code 1.
+
+    Must be called from the main thread (signals are delivered there).
     """
     argv = sys.argv if args is None else args
-    if devices and "--list-devices" in argv:
+    own_args = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if "--help" in own_args or "-h" in own_args:
+        print(usage(executable, doc=doc, params=params, devices=devices))
+        return 0
+    if devices and "--list-devices" in own_args:
         return print_devices(output=devices == "output")
-    rclpy.init(args=argv)
-    node = None
+    # Blocked before rclpy, DDS, PortAudio or gRPC start a thread: every thread inherits the
+    # mask, so the signal can only be taken by sigwait below and never interrupts cleanup.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
+    node: Node | None = None
+    failure: list[BaseException] = []
     try:
         node = make_node()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        main_thread = threading.get_ident()
+
+        def spin() -> None:
+            try:
+                executor.spin()
+            except ExternalShutdownException:
+                pass
+            except BaseException as err:  # reported by the main thread, with its traceback
+                failure.append(err)
+            finally:
+                # Wakes sigwait when the spin ends by itself (rclpy.shutdown, a crash).
+                signal.pthread_kill(main_thread, signal.SIGTERM)
+
+        spinner = threading.Thread(target=spin, name="kos_audio-executor", daemon=True)
+        spinner.start()
+        signal.sigwait(STOP_SIGNALS)
+        executor.shutdown(timeout_sec=1.0)
+        spinner.join(1.0)
     except KosAudioError as err:
         print(f"[{executable}] error: {err}", file=sys.stderr)
         return 2
@@ -38,7 +85,27 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+    if failure:
+        raise failure[0]
     return 0
+
+
+def usage(executable: str, *, doc: str, params: Sequence[Param], devices: str = "") -> str:
+    """The ``--help`` text: synopsis, ``doc`` (topics, services), the parameter table."""
+    lines = [f"usage: {executable} [--help]"
+             + (" [--list-devices]" if devices else "")
+             + " [--ros-args -p NAME:=VALUE ... -r FROM:=TO ...]", ""]
+    if doc:
+        lines += [doc.strip(), ""]
+    if devices:
+        lines += [f"--list-devices    print the PortAudio {devices} devices and exit", ""]
+    if params:
+        lines.append("parameters (name, default, description):")
+        width = max(len(p.name) for p in params)
+        for p in params:
+            changeable = "" if p.read_only else " [settable at run time]"
+            lines.append(f"  {p.name:<{width}}  {p.default!r:<12} {p.description}{changeable}")
+    return "\n".join(lines)
 
 
 def print_devices(*, output: bool) -> int:

@@ -36,6 +36,7 @@ class NodeProcess:
         params: Mapping[str, Any] | None = None,
         remaps: Mapping[str, str] | None = None,
         args: list[str] | None = None,
+        ros_args: list[str] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
         cmd = [sys.executable, "-m", module, *(args or []), "--ros-args",
@@ -44,6 +45,7 @@ class NodeProcess:
             cmd += ["-p", f"{key}:={_ros_value(value)}"]
         for src, dst in (remaps or {}).items():
             cmd += ["-r", f"{src}:={dst}"]
+        cmd += ros_args or []  # verbatim, as a user types them (-p chunk_ms:=40)
         self.cmd = cmd
         self._env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
         # Kept open for the life of the process, which writes into it; read by name.
