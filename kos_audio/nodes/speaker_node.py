@@ -316,7 +316,7 @@ class SpeakerNode(Node):
         with self._lock:
             speaking = self.engine.speaking()
             if speaking == self._speaking or not self.context.ok():
-                return  # unchanged, or shutting down (SIGINT invalidates publishers first)
+                return  # unchanged, or rclpy already shut down
             self._speaking = speaking
             try:
                 self._pub_speaking.publish(Bool(data=speaking))
@@ -421,10 +421,11 @@ class SpeakerNode(Node):
         })
 
     def destroy_node(self) -> None:
-        """Fade out, close the sink; publish is_speaking false if the context still allows.
+        """Fade out, close the sink, publish is_speaking false if it was true.
 
-        After SIGINT rclpy has already invalidated the context, so subscribers should take
-        a vanished publisher (``get_publisher_count() == 0``) for "not speaking".
+        The runner calls this before shutting rclpy down (also on SIGINT/SIGTERM), so the
+        last is_speaking reaches subscribers; after a crash they should take a vanished
+        publisher (``get_publisher_count() == 0``) for "not speaking".
         """
         self.loop.stop()
         with self._lock:

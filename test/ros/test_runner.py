@@ -129,6 +129,7 @@ def test_speaker_file_sink_is_finished_on_a_signal(ros: Any, namespace: str, tmp
     wait_until(lambda: any(m.data for m in speaking.messages), 30, "is_speaking true")
     time.sleep(0.5)  # some speech written before the signal
     assert_clean_exit(node, SIGNALS[how])
+    assert speaking.messages[-1].data is False  # said before the node went away
     with wave.open(str(path)) as wav:  # the header states what the file holds
         frames = wav.getnframes()
         assert len(wav.readframes(frames)) == frames * 2
