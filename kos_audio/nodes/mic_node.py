@@ -20,7 +20,6 @@ from collections import deque
 from typing import Any
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import SetBool
@@ -32,13 +31,22 @@ from kos_audio.core.formats import supported_sample_formats
 from kos_audio.errors import KosAudioError
 from kos_audio.ros import diagnostics
 from kos_audio.ros.messages import audio_info, audio_messages
-from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
+from kos_audio.ros.params import (
+    Param,
+    ParameterError,
+    declare_all,
+    on_parameters_set,
+    qos_params,
+)
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
 from kos_audio.ros.runner import run_node
+from kos_audio.ros.throttle import ProblemLog
 
 #: ros-drivers' audio_capture re-sends audio_info this often (s); kept for its subscribers.
 INFO_PERIOD_S = 5.0
 DIAGNOSTICS_PERIOD_S = 1.0
+#: Repeats of one failure are logged at most this often (s); diagnostics count every one.
+LOG_THROTTLE_S = 5.0
 
 PARAMS = [
     Param("source", "tone", "Where audio comes from", choices=tuple(SOURCES)),
@@ -98,7 +106,7 @@ class MicNode(Node):
         self._pub_info.publish(self._info)
         self.create_timer(INFO_PERIOD_S, lambda: self._pub_info.publish(self._info))
         self.create_service(SetBool, "~/enable", self._on_enable)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        on_parameters_set(self, self._on_parameters_set)
         self._diag = diagnostics.DiagnosticsPublisher(self, hardware_id=self.source.describe())
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
@@ -107,8 +115,7 @@ class MicNode(Node):
         self._lock = threading.Lock()  # counters shared by capture and executor threads
         self._chunks = 0
         self._recent: deque[float] = deque(maxlen=200)  # monotonic publish times, for the rate
-        self._errors = 0
-        self._last_error = ""
+        self._problems = ProblemLog(self.get_logger(), LOG_THROTTLE_S)
         self._flowing = False  # audio arrived since the source (re)opened; said once each time
         self._capture = CaptureLoop(self.source, self._on_block, on_event=self._on_event)
         if p["autostart"]:
@@ -161,10 +168,10 @@ class MicNode(Node):
         if kind == "reopened":
             self._flowing = False
         if kind == "error":
-            with self._lock:
-                self._errors += 1
-                self._last_error = message
-            self.get_logger().error(f"{self.source.describe()}: {message}")
+            # Repeats of one failure are held back, different failures are not: the text
+            # before "; retrying in ..." names the failure.
+            self._problems.error(f"{self.source.describe()}: {message}",
+                                 kind=message.split(";", maxsplit=1)[0])
         elif kind == "finished":
             self.get_logger().info(f"source finished: {message}")
         else:
@@ -189,19 +196,20 @@ class MicNode(Node):
         self.get_logger().info(response.message)
         return response
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+    def _on_parameters_set(self, params: list[Parameter]) -> None:
+        if self.source_name != "tone":
+            return
         for param in params:
-            if param.name in ("tone.frequency_hz", "tone.amplitude") and hasattr(
-                    self, "source") and self.source_name == "tone":
+            if param.name in ("tone.frequency_hz", "tone.amplitude"):
                 attr = "frequency_hz" if param.name.endswith("frequency_hz") else "amplitude"
                 setattr(self.source, attr, float(param.value))
-        return SetParametersResult(successful=True)
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         with self._lock:
             recent = [t for t in self._recent if now - t <= 5.0]
-            chunks, errors, last_error = self._chunks, self._errors, self._last_error
+            chunks = self._chunks
+        errors, last_error = self._problems.errors, self._problems.last_error
         rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 2 else 0.0
         state = self._capture.state
         stamper = self._stamper

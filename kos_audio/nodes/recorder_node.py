@@ -54,6 +54,7 @@ from kos_audio.ros.messages import format_of, time_ns
 from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
 from kos_audio.ros.runner import run_node
+from kos_audio.ros.throttle import ProblemLog
 
 DEFAULT_OUTPUT_DIR = "~/.ros/kos_audio/recordings"
 DIAGNOSTICS_PERIOD_S = 1.0
@@ -116,8 +117,7 @@ class RecorderNode(Node):
         self._bad_chunks = 0
         self._chunks_without_info = 0
         self._first_without_info = 0.0  # monotonic time of the first such chunk; 0 = none
-        self._errors = 0
-        self._last_error = ""
+        self._problems = ProblemLog(self.get_logger(), LOG_THROTTLE_S)
         self._failing = False  # an error since the last successful start: diagnostics ERROR
         self._last_chunk = time.monotonic()
 
@@ -169,9 +169,7 @@ class RecorderNode(Node):
             # At start-up audio often arrives just before the latched audio_info: not worth a
             # warning. Audio without a usable audio_info for INFO_GRACE_S is.
             if time.monotonic() - first >= INFO_GRACE_S:
-                self.get_logger().warning(
-                    f"dropping audio: {self._format_problem}",
-                    throttle_duration_sec=LOG_THROTTLE_S)
+                self._problems.warning("no-info", f"dropping audio: {self._format_problem}")
             return
         raw = bytes(data)
         if not raw:
@@ -179,9 +177,9 @@ class RecorderNode(Node):
         if len(raw) % fmt.frame_bytes:
             with self._lock:
                 self._bad_chunks += 1
-            self.get_logger().warning(
-                f"dropping a {len(raw)}-byte chunk: not whole {fmt.describe()} frames",
-                throttle_duration_sec=LOG_THROTTLE_S)
+            self._problems.warning(
+                "partial-frames",
+                f"dropping a {len(raw)}-byte chunk: not whole {fmt.describe()} frames")
             return
         if stamp_ns is None:
             # Unstamped: assume the chunk just finished arriving (for placement only).
@@ -278,16 +276,15 @@ class RecorderNode(Node):
     # -- any thread ------------------------------------------------------------------------
     def _error(self, message: str) -> None:
         with self._lock:
-            self._errors += 1
-            self._last_error = message
             self._failing = True
-        self.get_logger().error(message)
+        self._problems.error(message, kind=message)  # only exact repeats are held back
 
     def _publish_diagnostics(self) -> None:
         status = self._recorder.status
         with self._lock:
-            errors, last_error, failing = self._errors, self._last_error, self._failing
+            failing = self._failing
             bad, no_info = self._bad_chunks, self._chunks_without_info
+        errors, last_error = self._problems.errors, self._problems.last_error
         recording = status.state is RecorderState.RECORDING
         level, message = diagnostics.OK, status.state.value
         if recording:

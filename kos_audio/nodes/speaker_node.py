@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -39,9 +38,16 @@ from kos_audio.core.sink_loop import PlaybackLoop, SinkState
 from kos_audio.errors import KosAudioError
 from kos_audio.ros import diagnostics
 from kos_audio.ros.messages import format_of, time_ns
-from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
+from kos_audio.ros.params import (
+    Param,
+    ParameterError,
+    declare_all,
+    on_parameters_set,
+    qos_params,
+)
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
 from kos_audio.ros.runner import run_node
+from kos_audio.ros.throttle import ProblemLog
 
 DIAGNOSTICS_PERIOD_S = 1.0
 #: Repeated bad-input log lines are throttled to one per this period (s) per kind; the
@@ -144,11 +150,8 @@ class SpeakerNode(Node):
 
         self._lock = threading.Lock()  # is_speaking publication, counters
         self._speaking: bool | None = None
-        self._errors = 0
-        self._last_error = ""
+        self._problems = ProblemLog(self.get_logger(), LOG_THROTTLE_S)
         self._invalid_infos = 0
-        self._log_times: dict[str, float] = {}  # kind -> last time logged (monotonic)
-        self._log_suppressed: dict[str, int] = {}
         self._last_infos: dict[str, tuple[Any, ...]] = {}
         self._last_diag = (time.monotonic(), 0)  # for the sink's consumption rate
         self._warned_overflow_s = 0.0
@@ -171,7 +174,7 @@ class SpeakerNode(Node):
                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
         self.create_service(Trigger, "~/interrupt", self._on_interrupt)
         self.create_service(SetBool, "~/pause", self._on_pause)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        on_parameters_set(self, self._on_parameters_set)
         self._diag = diagnostics.DiagnosticsPublisher(self, hardware_id=self.sink.describe())
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
@@ -299,16 +302,13 @@ class SpeakerNode(Node):
         self._update_speaking()
         return response
 
-    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+    def _on_parameters_set(self, params: list[Parameter]) -> None:
+        # The descriptors' ranges have already refused what set_gains would.
         gains = {"volume": "volume", "background.gain": "background_gain",
                  "background.duck_gain": "duck_gain"}
         change = {gains[p.name]: float(p.value) for p in params if p.name in gains}
         if change:
-            try:
-                self.engine.set_gains(**change)
-            except ValueError as err:
-                return SetParametersResult(successful=False, reason=str(err))
-        return SetParametersResult(successful=True)
+            self.engine.set_gains(**change)
 
     # -- any thread ----------------------------------------------------------------------------
     def _update_speaking(self) -> None:
@@ -329,34 +329,12 @@ class SpeakerNode(Node):
     def _now_ns(self) -> int:
         return int(self.get_clock().now().nanoseconds)
 
-    def _throttled(self, kind: str) -> str | None:
-        """None to stay quiet, else the suffix of a line of ``kind`` about to be logged.
-
-        Quiet when a line of the same kind was logged within :data:`LOG_THROTTLE_S`; the
-        suffix says how many were not logged since.
-        """
-        now = time.monotonic()
-        with self._lock:
-            if now - self._log_times.get(kind, -LOG_THROTTLE_S) < LOG_THROTTLE_S:
-                self._log_suppressed[kind] = self._log_suppressed.get(kind, 0) + 1
-                return None
-            self._log_times[kind] = now
-            suppressed = self._log_suppressed.pop(kind, 0)
-        return f" ({suppressed} more like it not logged)" if suppressed else ""
-
     def _warn(self, kind: str, message: str) -> None:
         """Log a bad-input warning: once per ``kind`` per :data:`LOG_THROTTLE_S`."""
-        suffix = self._throttled(kind)
-        if suffix is not None:
-            self.get_logger().warning(message + suffix)
+        self._problems.warning(kind, message)
 
     def _error(self, message: str, *, kind: str = "error") -> None:
-        with self._lock:
-            self._errors += 1
-            self._last_error = message
-        suffix = self._throttled(kind)
-        if suffix is not None:
-            self.get_logger().error(message + suffix)
+        self._problems.error(message, kind=kind)
 
     def _on_event(self, kind: str, message: str) -> None:
         if kind == "error":
@@ -374,8 +352,7 @@ class SpeakerNode(Node):
         self._last_diag = (now, stats.pulled_frames)
         rate_ratio = ((stats.pulled_frames - last_pulled) / (now - last_t)
                       / stats.output.sample_rate_hz) if now > last_t else 0.0
-        with self._lock:
-            errors, last_error = self._errors, self._last_error
+        errors, last_error = self._problems.errors, self._problems.last_error
         level, message = diagnostics.OK, f"{stats.state.value}: {self.sink.describe()}"
         if state is not SinkState.RUNNING and self.loop.failures:
             level, message = diagnostics.ERROR, f"{state.value}: {self.loop.last_error}"

@@ -15,11 +15,16 @@ run-time changes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -143,3 +148,21 @@ def qos_params(default_depth: int = 50) -> list[Param]:
         Param("qos.depth", default_depth,
               "History depth (messages) of the audio topics", int_range=(1, 10000)),
     ]
+
+
+def on_parameters_set(node: Node, apply: Callable[[list[Parameter]], None]) -> None:
+    """Call ``apply`` with every accepted run-time change (executor thread).
+
+    rclpy's post-set callback is the place for side effects (the on-set callback only
+    validates, and may be followed by another that refuses); Humble has none, so there the
+    change is applied from an on-set callback that accepts everything.
+    """
+    if hasattr(node, "add_post_set_parameters_callback"):
+        node.add_post_set_parameters_callback(apply)
+        return
+
+    def apply_and_accept(params: list[Parameter]) -> SetParametersResult:
+        apply(params)
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(apply_and_accept)

@@ -4,14 +4,18 @@ Shutdown is the part robots exercise most (Ctrl-C in a terminal, ``ros2 launch``
 SIGINT to the process group and then its own SIGINT, systemd's SIGTERM), so it is done here
 once, not with rclpy's default handlers: those raise KeyboardInterrupt in whatever the main
 thread runs, including the thread joins of a node's own cleanup. Instead SIGINT and SIGTERM
-are blocked in every thread before any is started, the executor spins on a worker thread,
-and the main thread waits for the signal with :func:`signal.sigwait`. The first signal ends
-the spin, then the node cleans up (streams closed, files finished) undisturbed by any further
-signal, and the process exits 0.
+get a handler that does nothing but wake the main thread through Python's wakeup fd, the
+executor spins on a worker thread, and the main thread sleeps in a read of that fd. The first
+signal ends the spin, then the node cleans up (streams closed, files finished) undisturbed by
+any further signal, and the process exits 0. (Blocking the signals instead does not work:
+threads started before ``main()``, such as OpenBLAS's at ``import numpy``, would still take
+them.)
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -41,7 +45,7 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
     code 2, instead of a traceback. An exception escaping a callback ends the node with its
     traceback and exit code 1.
 
-    Must be called from the main thread (signals are delivered there).
+    Must be called from the main thread (Python runs signal handlers there).
     """
     argv = sys.argv if args is None else args
     own_args = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
@@ -50,9 +54,13 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
         return 0
     if devices and "--list-devices" in own_args:
         return print_devices(output=devices == "output")
-    # Blocked before rclpy, DDS, PortAudio or gRPC start a thread: every thread inherits the
-    # mask, so the signal can only be taken by sigwait below and never interrupts cleanup.
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    previous_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    for sig in STOP_SIGNALS:
+        # Python writes the signal to wake_w in its C handler, from whichever thread took it;
+        # this Python-level handler then runs on the main thread and must not raise.
+        signal.signal(sig, _ignore)
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO)
     node: Node | None = None
     failure: list[BaseException] = []
@@ -60,7 +68,6 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
         node = make_node()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        main_thread = threading.get_ident()
 
         def spin() -> None:
             try:
@@ -70,12 +77,13 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
             except BaseException as err:  # reported by the main thread, with its traceback
                 failure.append(err)
             finally:
-                # Wakes sigwait when the spin ends by itself (rclpy.shutdown, a crash).
-                signal.pthread_kill(main_thread, signal.SIGTERM)
+                # Wakes the main thread when the spin ends by itself (rclpy.shutdown, a crash).
+                with contextlib.suppress(OSError):
+                    os.write(wake_w, b"\0")
 
         spinner = threading.Thread(target=spin, name="kos_audio-executor", daemon=True)
         spinner.start()
-        signal.sigwait(STOP_SIGNALS)
+        os.read(wake_r, 1)  # a signal, or the spin's end
         executor.shutdown(timeout_sec=1.0)
         spinner.join(1.0)
     except KosAudioError as err:
@@ -85,9 +93,16 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        signal.set_wakeup_fd(previous_fd)
+        os.close(wake_r)
+        os.close(wake_w)
     if failure:
         raise failure[0]
     return 0
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    """The Python-level handler of the stop signals: the wakeup fd already did the work."""
 
 
 def usage(executable: str, *, doc: str, params: Sequence[Param], devices: str = "") -> str:

@@ -47,7 +47,9 @@ def test_help_prints_usage_and_exits_0(executable: str, expected: list[str]) -> 
 def stop_with(node: NodeProcess, signals: list[int]) -> tuple[int | None, float]:
     """Send ``signals`` to the node's process group back to back; exit code and seconds."""
     t0 = time.monotonic()
-    for sig in signals:
+    for i, sig in enumerate(signals):
+        if i:
+            time.sleep(0.02)  # the scenario: repeats land while the node cleans up
         node.signal(sig)
     try:
         code: int | None = node.wait(LAUNCH_GRACE_S)
@@ -58,8 +60,9 @@ def stop_with(node: NodeProcess, signals: list[int]) -> tuple[int | None, float]
     return code, elapsed
 
 
-# SIGINT twice: a terminal's Ctrl-C reaches the process group and ros2 launch sends its own.
-SIGNALS = {"sigint": [signal.SIGINT], "sigint_twice": [signal.SIGINT, signal.SIGINT],
+# SIGINT repeated: a terminal's Ctrl-C reaches the process group, ros2 launch sends its own,
+# and users press it again; any thread may take a signal (OpenBLAS's, started by numpy).
+SIGNALS = {"sigint": [signal.SIGINT], "sigint_repeated": [signal.SIGINT] * 6,
            "sigterm": [signal.SIGTERM]}
 
 
@@ -85,7 +88,7 @@ def test_mic_node_stops_cleanly_while_kos_is_unreachable(namespace: str) -> None
                                "kos.timeout_s": 5.0}).start()
     wait_until(lambda: "retrying" in node.output, 30, "the first failed connection")
     assert "publishing" not in node.output  # nothing flows: the log must not claim it does
-    code, _ = stop_with(node, [signal.SIGINT, signal.SIGINT])
+    code, _ = stop_with(node, SIGNALS["sigint_repeated"])
     assert code == 0, node.output
     assert "Traceback" not in node.output, node.output
 
@@ -97,7 +100,7 @@ def test_mic_node_stops_cleanly_while_streaming_from_kos(
     node = NodeProcess("kos_audio.nodes.mic_node", namespace=namespace,
                        params={"source": "kos", "kos.address": server.address}).start()
     stamped.wait_for(10, timeout_s=30)
-    assert_clean_exit(node, [signal.SIGINT, signal.SIGINT])
+    assert_clean_exit(node, SIGNALS["sigint_repeated"])
 
 
 def _tone_messages(fmt: AudioFormat, seconds: float, chunk_s: float = 0.02) -> list[bytes]:
@@ -150,7 +153,7 @@ def test_recorder_finishes_its_recording_on_a_signal(ros: Any, namespace: str,
         assert answer.success, answer.message
         path = Path(answer.message)
         time.sleep(1.0)
-        assert_clean_exit(recorder, [signal.SIGINT, signal.SIGINT])
+        assert_clean_exit(recorder, SIGNALS["sigint_repeated"])
     finally:
         mic.stop()
     side = json.loads(path.with_suffix(".json").read_text())
@@ -181,7 +184,7 @@ def test_speaker_on_kos_stops_cleanly_mid_utterance(
     node = NodeProcess("kos_audio.nodes.speaker_node", namespace=namespace, params={
         "sink": "kos", "kos.address": server.address}).start()
     _speak(ros, node, 5.0)  # a PlayAudio stream is open when the signal comes
-    assert_clean_exit(node, [signal.SIGINT, signal.SIGINT])
+    assert_clean_exit(node, SIGNALS["sigint_repeated"])
 
 
 def test_speaker_on_resonite_stops_cleanly_mid_utterance(
@@ -200,4 +203,4 @@ def test_mic_on_resonite_stops_cleanly_while_streaming(
     node = NodeProcess("kos_audio.nodes.mic_node", namespace=namespace, params={
         "source": "resonite_speaker", "resonite.socket": str(server.socket_path)}).start()
     stamped.wait_for(10, timeout_s=30)
-    assert_clean_exit(node, [signal.SIGINT, signal.SIGINT])
+    assert_clean_exit(node, SIGNALS["sigint_repeated"])
