@@ -45,7 +45,8 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
     code 2, instead of a traceback. An exception escaping a callback ends the node with its
     traceback and exit code 1.
 
-    Must be called from the main thread (Python runs signal handlers there).
+    Must be called from the main thread (Python runs signal handlers there), once: on return
+    SIGINT and SIGTERM are ignored, since the process is expected to exit.
     """
     argv = sys.argv if args is None else args
     own_args = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
@@ -93,6 +94,11 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        # The process is on its way out: a further stop signal must not kill it during the
+        # interpreter's finalisation, which puts Python-level handlers back to SIG_DFL (but
+        # leaves SIG_IGN alone).
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         signal.set_wakeup_fd(previous_fd)
         os.close(wake_r)
         os.close(wake_w)
