@@ -12,7 +12,6 @@ from kos_audio.core.convert import (
     count_non_finite,
     from_float,
     remix,
-    select_channel,
     to_float,
 )
 from kos_audio.core.converter import StreamConverter, silence
@@ -84,7 +83,6 @@ __all__ = [
     "count_non_finite",
     "from_float",
     "remix",
-    "select_channel",
     "silence",
     "supported_sample_formats",
     "to_float",

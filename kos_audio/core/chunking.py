@@ -23,11 +23,6 @@ class FrameChunker:
         self.chunk_frames = chunk_frames
         self._pending: npt.NDArray[np.generic] | None = None
 
-    @property
-    def pending_frames(self) -> int:
-        """Frames waiting for the next chunk to fill."""
-        return 0 if self._pending is None else len(self._pending)
-
     def push(self, frames: npt.NDArray[np.generic]) -> list[npt.NDArray[np.generic]]:
         """Add frames; return every chunk completed (possibly none), oldest first."""
         if self._pending is not None and len(self._pending):

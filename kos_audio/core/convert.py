@@ -123,14 +123,3 @@ def remix(frames: Frames, channels: int) -> Frames:
         return np.repeat(frames, channels, axis=1)
     return frames[:, np.arange(channels) % have]
 
-
-def select_channel(frames: Frames, index: int) -> Frames:
-    """One channel as a ``(frames, 1)`` array (e.g. one microphone of an array).
-
-    Raises:
-        AudioFormatError: ``index`` is not a channel of ``frames``.
-
-    """
-    if not 0 <= index < frames.shape[1]:
-        raise AudioFormatError(f"channel {index} does not exist in {frames.shape[1]} channels")
-    return frames[:, index : index + 1]

@@ -45,7 +45,3 @@ class SampleClock:
         stamp = self.time_of(self._frames)
         self._frames += frames
         return stamp
-
-    def next_stamp(self) -> int:
-        """Time (ns) the next frame is due at, without consuming it."""
-        return self.time_of(self._frames)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kos_audio.core import AudioFormat, SampleFormat, from_float, remix, select_channel, to_float
+from kos_audio.core import AudioFormat, SampleFormat, from_float, remix, to_float
 from kos_audio.core.convert import count_non_finite
 from kos_audio.errors import AudioFormatError
 
@@ -65,8 +65,5 @@ def test_remix() -> None:
     eight = np.arange(16, dtype=np.float32).reshape(2, 8)
     assert remix(eight, 2).tolist() == [[0, 1], [8, 9]]
     assert remix(stereo, 2) is stereo
-    assert select_channel(eight, 3)[:, 0].tolist() == [3, 11]
-    with pytest.raises(AudioFormatError):
-        select_channel(eight, 8)
     with pytest.raises(AudioFormatError):
         remix(stereo, 0)

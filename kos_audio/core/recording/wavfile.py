@@ -88,11 +88,6 @@ class WavWriter:
         """Frames written so far."""
         return self.data_bytes // self.format.frame_bytes
 
-    @property
-    def room_frames(self) -> int:
-        """Frames that still fit under the size limit."""
-        return (self._max - self.data_bytes) // self.format.frame_bytes
-
     def write(self, data: bytes) -> None:
         """Append whole frames.
 
