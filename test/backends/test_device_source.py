@@ -38,16 +38,29 @@ def test_captures_what_is_played_into_the_mic_feed(pulse: Any, device_module: An
     try:
         assert src.format == fmt
         ramp = np.arange(48000) * 7 % 20000 - 10000  # not periodic within a block
-        signal = ramp.astype(np.int16)
-        time.sleep(0.2)
-        player = pulse.play(signal, device="micfeed", rate=48000)
+        signal = ramp.astype(np.int16)  # starts at -10000: its first sample is not silence
         got = []
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
+        # Play only once the stream delivers (capture is running), not after a guessed sleep,
+        # and read until the whole signal is in, not for a guessed time (a cold or loaded
+        # machine starts streams and processes slower).
+        deadline = time.monotonic() + 10
+        while not got:
+            assert time.monotonic() < deadline, "the mic delivered no block"
+            block = src.read(0.2)
+            if block:
+                got.append(block.data)
+        player = pulse.play(signal, device="micfeed", rate=48000)
+        captured, start = 0, None
+        while start is None or captured < start + len(signal):
+            assert time.monotonic() < deadline + 10, f"{captured} samples; signal at {start}"
             block = src.read(0.2)
             if block:
                 assert block.capture_time_ns and abs(block.capture_time_ns - time.time_ns()) < 1e9
                 got.append(block.data)
+                samples = np.frombuffer(block.data, "<i2")
+                if start is None and np.any(samples):
+                    start = captured + int(np.flatnonzero(samples)[0])
+                captured += len(samples)
         player.wait(5)
     finally:
         src.close()

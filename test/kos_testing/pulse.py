@@ -37,10 +37,20 @@ class PulseServer:
 
     def play(self, samples: npt.NDArray[np.int16], *, device: str, rate: int,
              channels: int = 1) -> subprocess.Popen[bytes]:
-        """Start playing int16 ``samples`` into the sink ``device`` with pacat; returns at once."""
+        """Start playing int16 ``samples`` into the sink ``device`` with pacat; returns at once.
+
+        The whole signal goes into the server's buffer before playback starts (the stream's
+        target length covers it, and pacat's drain at end of input starts it): the server plays
+        it on its own clock, whatever pacat's scheduling. With a short buffer (it was 20 ms) a
+        pacat descheduled for longer on a loaded machine or a cold start underran, and the
+        null sink inserted silence into the signal (measured: 5-30 ms of zeros 15-625 ms in,
+        "Stream underrun" from ``pacat -v``), which the tests then blamed on the capture.
+        """
+        frames = samples.size // channels
+        buffer_ms = frames * 1000 // rate + 100
         proc = subprocess.Popen(
             ["pacat", "--playback", f"--device={device}", "--format=s16le", f"--rate={rate}",
-             f"--channels={channels}", "--latency-msec=20", "--raw"],
+             f"--channels={channels}", f"--latency-msec={buffer_ms}", "--raw"],
             stdin=subprocess.PIPE, env={**os.environ, **self.env})
         assert proc.stdin is not None
         proc.stdin.write(samples.astype("<i2").tobytes())
