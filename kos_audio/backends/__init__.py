@@ -38,7 +38,7 @@ class SourceConfig:
 
 
 def _tone(cfg: SourceConfig) -> AudioSource:
-    from kos_audio.backends.tone import ToneSource
+    from kos_audio.backends.tone_source import ToneSource
 
     return ToneSource(cfg.format, frequency_hz=cfg.tone_frequency_hz,
                       amplitude=cfg.tone_amplitude,
@@ -46,13 +46,13 @@ def _tone(cfg: SourceConfig) -> AudioSource:
 
 
 def _file(cfg: SourceConfig) -> AudioSource:
-    from kos_audio.backends.file import FileSource
+    from kos_audio.backends.file_source import FileSource
 
     return FileSource(cfg.file_path, loop=cfg.file_loop, block_ms=cfg.block_ms)
 
 
 def _device(cfg: SourceConfig) -> AudioSource:
-    from kos_audio.backends.device import DeviceSource
+    from kos_audio.backends.device_source import DeviceSource
 
     return DeviceSource(cfg.format, device=cfg.device, latency=cfg.device_latency,
                         block_frames=cfg.format.frames_for_ms(cfg.block_ms))
@@ -188,3 +188,20 @@ def create_sink(name: str, config: SinkConfig) -> AudioSink:
 
 
 __all__ = ["SINKS", "SOURCES", "SinkConfig", "SourceConfig", "create_sink", "create_source"]
+
+
+def print_devices(*, output: bool) -> int:
+    """Print the PortAudio input (or output) devices; the exit code (1: no PortAudio)."""
+    try:
+        from kos_audio.backends.portaudio import list_devices
+    except ImportError as err:
+        print(f"cannot list devices: {err}")
+        return 1
+    kind = "out ch" if output else "in ch"
+    print(f"{'index':>5}  {'name':<40} {kind:>6} {'rate (Hz)':>9}  host API")
+    for d in list_devices():
+        channels = d.max_output_channels if output else d.max_input_channels
+        if channels > 0:
+            print(f"{d.index:>5}  {d.name:<40} {channels:>6} "
+                  f"{d.default_sample_rate_hz:>9.0f}  {d.host_api}")
+    return 0

@@ -1,6 +1,6 @@
 """A local sound device as a sink, through PortAudio (python-sounddevice).
 
-sounddevice is imported here only (via :mod:`kos_audio.backends.device`), so the rest of the
+sounddevice is imported only through :mod:`kos_audio.backends.portaudio`, so the rest of the
 package works without PortAudio.
 """
 
@@ -10,18 +10,11 @@ import threading
 import time
 from typing import Any
 
-from kos_audio.backends.device import DeviceInfo, find_device, open_stream
+from kos_audio.backends.portaudio import DeviceInfo, find_device, open_stream, sounddevice
 from kos_audio.core.convert import from_float
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import PullCallback
 from kos_audio.errors import BackendError
-
-try:
-    import sounddevice
-except OSError as _err:  # the Python module is there but libportaudio is not
-    raise ImportError(
-        f"PortAudio is missing ({_err}); install it: apt-get install libportaudio2"
-    ) from _err
 
 #: No callback for this long (s, on top of the output latency) while running means the device
 #: is gone (PortAudio over PulseAudio stops calling back when the server dies).

@@ -13,9 +13,13 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from kos_audio.backends.kos import DEFAULT_TIMEOUT_S, KosConfig, closest_config, describe_error
-from kos_audio.core.convert import from_float
-from kos_audio.core.converter import silence
+from kos_audio.backends.kos_config import (
+    DEFAULT_TIMEOUT_S,
+    KosConfig,
+    closest_config,
+    describe_error,
+)
+from kos_audio.core.convert import from_float, silence
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import PlaybackBlock, PullCallback
 from kos_audio.core.pacing import RealTimePacer
@@ -108,7 +112,7 @@ class KosSink:
     """Plays on a KOS robot's speaker over gRPC.
 
     On :meth:`open`: ``GetAudioInfo``, then the playback config closest to the request
-    (:func:`~kos_audio.backends.kos.closest_config`; the engine converts to it). A pacing
+    (:func:`~kos_audio.backends.kos_config.closest_config`; the engine converts to it). A pacing
     thread pulls one block every ``block_ms`` of real time. The first audible block starts a
     ``PlayAudio`` call: a first message carrying only ``config`` (as pykos does), one message
     of ``lead_s`` silence, then every block as one message of PCM, silence included, so the

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kos_audio.backends.kos import (
+from kos_audio.backends.kos_config import (
     DEFAULT_TIMEOUT_S,
     KosConfig,
     closest_config,
@@ -54,7 +54,7 @@ class KosSource:
     """Records from a KOS robot's microphone over gRPC.
 
     On :meth:`open`: ``GetAudioInfo``, then the recording config closest to ``requested``
-    (:func:`~kos_audio.backends.kos.closest_config`; :attr:`format` says what is delivered
+    (:func:`~kos_audio.backends.kos_config.closest_config`; :attr:`format` says what is delivered
     and the node converts), then ``RecordAudio(config, duration_ms=0)``.
 
     A reader thread iterates the response stream; it only copies each chunk, notes its arrival

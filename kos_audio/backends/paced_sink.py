@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kos_audio.core.formats import AudioFormat
 from kos_audio.core.interfaces import PlaybackBlock, PullCallback
-from kos_audio.core.sink_loop import PacedPuller
+from kos_audio.core.pacing import PacedPuller
 from kos_audio.errors import BackendError
 
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import EventCallback, PlaybackBlock, PullCallback
+from kos_audio.core.pacing import PacedPuller
 from kos_audio.core.playback import FADE_S
-from kos_audio.core.sink_loop import PacedPuller
 from kos_audio.errors import BackendError
 
 try:

@@ -5,16 +5,17 @@ anywhere numpy and soxr are.
 """
 
 from kos_audio.core.backoff import Backoff
-from kos_audio.core.capture import CaptureLoop, CaptureState, ChunkStamper, StampedChunk
+from kos_audio.core.capture import CaptureLoop, CaptureState
 from kos_audio.core.chunking import FrameChunker
 from kos_audio.core.convert import (
     Frames,
+    StreamConverter,
     count_non_finite,
     from_float,
     remix,
+    silence,
     to_float,
 )
-from kos_audio.core.converter import StreamConverter, silence
 from kos_audio.core.formats import AudioFormat, SampleFormat, supported_sample_formats
 from kos_audio.core.interfaces import (
     AudioSink,
@@ -25,6 +26,7 @@ from kos_audio.core.interfaces import (
     PullCallback,
 )
 from kos_audio.core.mixer import Ducker, Mixer
+from kos_audio.core.pacing import PacedPuller
 from kos_audio.core.playback import (
     DropReason,
     EnqueueResult,
@@ -41,8 +43,8 @@ from kos_audio.core.recording import (
     StartRequest,
 )
 from kos_audio.core.resample import StreamResampler
-from kos_audio.core.sink_loop import PacedPuller, PlaybackLoop, SinkState
-from kos_audio.core.stamping import NS_PER_S, SampleClock
+from kos_audio.core.sink_loop import PlaybackLoop, SinkState
+from kos_audio.core.stamping import NS_PER_S, ChunkStamper, SampleClock, StampedChunk
 
 __all__ = [
     "NS_PER_S",

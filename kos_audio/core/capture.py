@@ -1,7 +1,6 @@
-"""Capture side of the core: a source on its own thread, and its blocks made into chunks.
+"""Capture side of the core: :class:`CaptureLoop` runs and reconnects a source on its own thread.
 
-:class:`CaptureLoop` runs and reconnects a source; :class:`ChunkStamper` turns its blocks into
-format-converted, exactly sized, sample-accurately stamped chunks.
+Its blocks become stamped chunks in :class:`kos_audio.core.stamping.ChunkStamper`.
 """
 
 from __future__ import annotations
@@ -12,121 +11,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from kos_audio.core.backoff import Backoff
-from kos_audio.core.chunking import FrameChunker
-from kos_audio.core.converter import StreamConverter
-from kos_audio.core.formats import AudioFormat
 from kos_audio.core.interfaces import AudioSource, CapturedBlock, EventCallback
-from kos_audio.core.stamping import NS_PER_S, SampleClock
 from kos_audio.errors import KosAudioError, SourceFinished
-
-#: A source clock that disagrees with the system clock by more than this (ns) is re-anchored.
-#: Device clocks drift by tens of ppm (about 0.1-0.2 s an hour); capture-time jitter through
-#: PulseAudio is a few tens of ms, so this threshold never fires on jitter alone.
-MAX_DRIFT_NS = 200_000_000
-
-
-@dataclass(frozen=True, slots=True)
-class StampedChunk:
-    """A chunk ready to publish: target-format PCM and the time of its first frame."""
-
-    data: bytes
-    frames: int
-    stamp_ns: int
-
-
-class ChunkStamper:
-    """Source blocks in, stamped target-format chunks of ``chunk_frames`` out.
-
-    The stamp of a chunk is the clock time of its first frame: ``t0 + n / rate`` where ``t0`` is
-    the capture time of the first frame after the latest anchor and ``n`` counts target frames
-    since then. Anchors happen at the first block, at every block flagged as a discontinuity,
-    and when the source clock has drifted more than :data:`MAX_DRIFT_NS` from the system clock.
-    Before a new anchor, what is pending is flushed as a short final chunk of the old timeline,
-    so no frame is lost by re-anchoring. Not thread-safe: the capture thread owns it.
-
-    Args:
-        source: format of incoming blocks.
-        target: format of outgoing chunks.
-        chunk_frames: frames per outgoing chunk (target rate).
-        clock_offset_ns: returns (ROS time - system time) in ns, read at each anchor so
-            stamps are on the ROS clock.
-
-    """
-
-    def __init__(
-        self,
-        source: AudioFormat,
-        target: AudioFormat,
-        chunk_frames: int,
-        *,
-        clock_offset_ns: Callable[[], int] = lambda: 0,
-    ) -> None:
-        self.source = source
-        self.target = target
-        self._converter = StreamConverter(source, target)
-        self._chunker = FrameChunker(chunk_frames)
-        self._clock = SampleClock(target.sample_rate_hz)
-        self._clock_offset_ns = clock_offset_ns
-        self._in_t0_ns = 0  # system time of the first source frame since the anchor
-        self._in_frames = 0  # source frames since the anchor
-        self.reanchors = 0
-        self.drift_ns = 0
-
-    def push(self, block: CapturedBlock) -> list[StampedChunk]:
-        """Convert, chunk and stamp one block; return the chunks completed, oldest first.
-
-        Raises:
-            AudioFormatError: the block is not a whole number of source frames.
-
-        """
-        frames_in = self.source.frames_in(len(block.data))
-        capture_ns = block.capture_time_ns
-        if capture_ns is None:
-            # Unknown capture time: assume the block just finished arriving.
-            capture_ns = time.time_ns() - frames_in * NS_PER_S // self.source.sample_rate_hz
-        out: list[StampedChunk] = []
-        if self._clock.anchored and not block.discontinuity:
-            expected = self._in_t0_ns + self._in_frames * NS_PER_S // self.source.sample_rate_hz
-            if block.capture_time_ns is not None:
-                self.drift_ns = capture_ns - expected
-        if not self._clock.anchored or block.discontinuity or abs(self.drift_ns) > MAX_DRIFT_NS:
-            if self._clock.anchored:
-                self.reanchors += 1
-                out.extend(self.flush())
-            self._in_t0_ns = capture_ns
-            self._in_frames = 0
-            self.drift_ns = 0
-            self._clock.anchor(capture_ns + self._clock_offset_ns())
-        self._in_frames += frames_in
-        self._emit(self._converter.process(block.data), out)
-        return out
-
-    def flush(self) -> list[StampedChunk]:
-        """End the current timeline: return the resampler tail and the partial chunk."""
-        out: list[StampedChunk] = []
-        self._emit(self._converter.flush(), out)
-        rest = self._chunker.flush()
-        if rest is not None:
-            out.append(self._stamp(rest))
-        self._converter.reset()
-        return out
-
-    def _emit(self, data: bytes, out: list[StampedChunk]) -> None:
-        if not data:
-            return
-        raw = np.frombuffer(data, np.uint8).reshape(-1, self.target.frame_bytes)
-        out.extend(self._stamp(chunk) for chunk in self._chunker.push(raw))
-
-    def _stamp(self, chunk: npt.NDArray[np.generic]) -> StampedChunk:
-        frames = len(chunk)
-        return StampedChunk(chunk.tobytes(), frames, self._clock.take(frames))
 
 
 def drain(pending: queue.SimpleQueue[Any]) -> None:

@@ -118,7 +118,7 @@ class AudioSink(Protocol):
     after :meth:`close`.
 
     The sink calls ``pull`` from its own real-time thread: a PortAudio callback, or a
-    :class:`kos_audio.core.sink_loop.PacedPuller` thread for sinks without a clock (file,
+    :class:`kos_audio.core.pacing.PacedPuller` thread for sinks without a clock (file,
     network servers), which pulls blocks in real time. That thread only pulls and hands the
     samples on (copy into the device buffer, put on a send queue); it never logs or waits on
     the network. Its format is fixed at construction from the node's request

@@ -1,11 +1,20 @@
-"""Real-time pacing for sources and sinks that have no hardware clock (tone, file, servers)."""
+"""Real-time pacing for sources and sinks that have no hardware clock (tone, file, servers).
+
+:class:`RealTimePacer` keeps a frame count in step with the monotonic clock;
+:class:`PacedPuller` is the clock of a sink: a thread pulling one block per block period.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
+from kos_audio.core.interfaces import PlaybackBlock, PullCallback
 from kos_audio.core.stamping import NS_PER_S
+
+#: A paced sink that falls further behind than this (s) skips ahead instead of bursting.
+MAX_CATCH_UP_S = 0.5
 
 
 class RealTimePacer:
@@ -52,3 +61,80 @@ class RealTimePacer:
     def cancel(self) -> None:
         """Wake a :meth:`wait_until` now (from any thread)."""
         self._cancel.set()
+
+
+class PacedPuller:
+    """The clock of a sink that has none: one pull every ``block_frames / rate`` s of real time.
+
+    Runs on its own thread and hands each block to ``consume``.
+
+    Block ``k`` is pulled when it is due to start sounding (``k * block`` after :meth:`start`).
+    A wake-up later than one block while audio is playing counts as an underrun (a device would
+    have glitched); falling more than :data:`MAX_CATCH_UP_S` behind restarts the timeline
+    instead of bursting to catch up.
+
+    Args:
+        sample_rate_hz: the sink's rate.
+        block_frames: frames per pull.
+        consume: receives each block on the pacing thread; may block briefly (a file write),
+            never for long (that would be an underrun).
+        name: the thread's name.
+
+    """
+
+    def __init__(
+        self, sample_rate_hz: int, block_frames: int,
+        consume: Callable[[PlaybackBlock], None], *, name: str = "kos_audio-paced-sink",
+    ) -> None:
+        self.sample_rate_hz = sample_rate_hz
+        self.block_frames = block_frames
+        self._consume = consume
+        self._name = name
+        self._pacer = RealTimePacer(sample_rate_hz)
+        self._thread: threading.Thread | None = None
+        self._running = False
+        self.underruns = 0
+        self.error: Exception | None = None
+
+    def start(self, pull: PullCallback) -> None:
+        """Start pulling from ``pull`` now."""
+        if self._thread is not None:
+            return
+        self._running = True
+        self.error = None
+        self._pacer.restart()
+        self._thread = threading.Thread(target=self._run, args=(pull,), name=self._name,
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Stop the thread; returns once it has ended (idempotent, any thread)."""
+        thread, self._thread = self._thread, None
+        self._running = False
+        self._pacer.cancel()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout_s)
+
+    def _run(self, pull: PullCallback) -> None:
+        frame = 0
+        audible = False
+        block_ns = self._pacer.offset_ns(self.block_frames)
+        while self._running:
+            if not self._pacer.wait_until(frame, 0.5):
+                continue
+            lag_ns = self._pacer.lag_ns(frame)
+            if lag_ns > MAX_CATCH_UP_S * 1e9:
+                self._pacer.restart()
+                frame = 0
+                self.underruns += int(audible)
+            elif lag_ns > block_ns and audible:
+                self.underruns += 1
+            block = pull(self.block_frames)
+            audible = block.audible_frames > 0
+            try:
+                self._consume(block)
+            except Exception as err:  # handed to the supervisor via AudioSink.check()
+                self.error = err
+                self._running = False
+                return
+            frame += self.block_frames

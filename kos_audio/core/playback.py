@@ -501,6 +501,7 @@ class PlaybackEngine:
         """
         now = time.monotonic()
         with self._lock:
+            speech: Frames  # not the 2-D shape type numpy 2.2 gives np.zeros((0, c))
             if self._paused:
                 speech = np.zeros((0, self._output.channels), np.float32)
                 marks: list[tuple[int, float]] = []

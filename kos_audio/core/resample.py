@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import soxr
 
-from kos_audio.core.convert import Frames
+if TYPE_CHECKING:  # convert imports this module
+    from kos_audio.core.convert import Frames
+
 
 
 class StreamResampler:

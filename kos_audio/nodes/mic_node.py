@@ -24,7 +24,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_srvs.srv import SetBool
 
-from kos_audio.backends import SOURCES, SourceConfig, create_source
+from kos_audio.backends import SOURCES, SourceConfig, create_source, print_devices
 from kos_audio.core import AudioFormat, CapturedBlock, CaptureLoop, ChunkStamper, SampleFormat
 from kos_audio.core.capture import CaptureState
 from kos_audio.core.formats import supported_sample_formats
@@ -251,6 +251,7 @@ def _latency(text: str) -> str | float:
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``mic_node`` executable."""
     return run_node(MicNode, executable="mic_node", args=args, devices="input",
+                    list_devices=lambda: print_devices(output=False),
                     doc=__doc__ or "", params=PARAMS)
 
 

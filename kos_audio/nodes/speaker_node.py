@@ -29,7 +29,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool, Empty
 from std_srvs.srv import SetBool, Trigger
 
-from kos_audio.backends import SINKS, SinkConfig, create_sink
+from kos_audio.backends import SINKS, SinkConfig, create_sink, print_devices
 from kos_audio.core import AudioFormat, SampleFormat
 from kos_audio.core.convert import Buffer
 from kos_audio.core.formats import MAX_SAMPLE_RATE_HZ, MIN_SAMPLE_RATE_HZ, supported_sample_formats
@@ -425,6 +425,7 @@ def _latency(text: str) -> str | float:
 def main(args: list[str] | None = None) -> int:
     """Entry point of the ``speaker_node`` executable."""
     return run_node(SpeakerNode, executable="speaker_node", args=args, devices="output",
+                    list_devices=lambda: print_devices(output=True),
                     doc=__doc__ or "", params=PARAMS)
 
 

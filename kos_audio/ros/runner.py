@@ -35,15 +35,16 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 def run_node(make_node: Callable[[], Node], *, executable: str,
              args: list[str] | None = None, devices: str = "",
+             list_devices: Callable[[], int] | None = None,
              doc: str = "", params: Sequence[Param] = ()) -> int:
     """Run one node until SIGINT/SIGTERM or shutdown; the process exit code.
 
     ``--help`` (or ``-h``) before ``--ros-args`` prints ``doc`` and the ``params`` table and
-    returns 0. With ``devices`` ``"input"`` or ``"output"``, ``--list-devices`` prints those
-    devices instead, before ROS starts. A :class:`KosAudioError` while the node is built (a
-    refused parameter, a missing library) is printed as one line naming ``executable``, exit
-    code 2, instead of a traceback. An exception escaping a callback ends the node with its
-    traceback and exit code 1.
+    returns 0. ``--list-devices`` runs ``list_devices`` (which prints the ``devices``, e.g.
+    ``"input"``, and returns the exit code) instead, before ROS starts. A
+    :class:`KosAudioError` while the node is built (a refused parameter, a missing library)
+    is printed as one line naming ``executable``, exit code 2, instead of a traceback. An
+    exception escaping a callback ends the node with its traceback and exit code 1.
 
     Must be called from the main thread (Python runs signal handlers there), once: on return
     SIGINT and SIGTERM are ignored, since the process is expected to exit.
@@ -53,8 +54,8 @@ def run_node(make_node: Callable[[], Node], *, executable: str,
     if "--help" in own_args or "-h" in own_args:
         print(usage(executable, doc=doc, params=params, devices=devices))
         return 0
-    if devices and "--list-devices" in own_args:
-        return print_devices(output=devices == "output")
+    if list_devices is not None and "--list-devices" in own_args:
+        return list_devices()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     previous_fd = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -127,20 +128,3 @@ def usage(executable: str, *, doc: str, params: Sequence[Param], devices: str = 
             changeable = "" if p.read_only else " [settable at run time]"
             lines.append(f"  {p.name:<{width}}  {p.default!r:<12} {p.description}{changeable}")
     return "\n".join(lines)
-
-
-def print_devices(*, output: bool) -> int:
-    """Print the PortAudio input (or output) devices: index, name, channels, default rate."""
-    try:
-        from kos_audio.backends.device import list_devices
-    except ImportError as err:
-        print(f"cannot list devices: {err}", file=sys.stderr)
-        return 1
-    kind = "out ch" if output else "in ch"
-    print(f"{'index':>5}  {'name':<40} {kind:>6} {'rate (Hz)':>9}  host API")
-    for d in list_devices():
-        channels = d.max_output_channels if output else d.max_input_channels
-        if channels > 0:
-            print(f"{d.index:>5}  {d.name:<40} {channels:>6} "
-                  f"{d.default_sample_rate_hz:>9.0f}  {d.host_api}")
-    return 0

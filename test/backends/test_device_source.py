@@ -12,20 +12,27 @@ pytestmark = pytest.mark.device
 
 
 @pytest.fixture
+def portaudio(pulse: Any) -> Any:
+    from kos_audio.backends import portaudio
+
+    return portaudio
+
+
+@pytest.fixture
 def device_module(pulse: Any) -> Any:
-    from kos_audio.backends import device
+    from kos_audio.backends import device_source
 
-    return device
+    return device_source
 
 
-def test_lists_and_finds_virtual_devices(device_module: Any) -> None:
-    names = [d.name for d in device_module.list_devices() if d.max_input_channels > 0]
+def test_lists_and_finds_virtual_devices(portaudio: Any) -> None:
+    names = [d.name for d in portaudio.list_devices() if d.max_input_channels > 0]
     assert "mic" in names and "array" in names
-    assert device_module.find_device("mic", output=False).name == "mic"
+    assert portaudio.find_device("mic", output=False).name == "mic"
     with pytest.raises(BackendError, match="no input device matches 'nonexistent'"):
-        device_module.find_device("nonexistent", output=False)
+        portaudio.find_device("nonexistent", output=False)
     with pytest.raises(BackendError, match="several input devices match 'a'"):
-        device_module.find_device("a", output=False)
+        portaudio.find_device("a", output=False)
 
 
 def test_captures_what_is_played_into_the_mic_feed(pulse: Any, device_module: Any) -> None:

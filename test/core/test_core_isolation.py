@@ -17,7 +17,7 @@ def test_core_imports_without_ros_grpc_or_portaudio() -> None:
         import kos_audio.core, kos_audio.core.capture, kos_audio.core.pacing
         import kos_audio.core.playback, kos_audio.core.sink_loop, kos_audio.core.mixer
         import kos_audio.core.recording, kos_audio.core.recording.recovery
-        import kos_audio.backends, kos_audio.backends.tone, kos_audio.backends.file
+        import kos_audio.backends, kos_audio.backends.tone_source, kos_audio.backends.file_source
         print("ok")
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -18,7 +18,7 @@ pytest.importorskip("soxr", reason="kos_audio.core needs soxr (not in this venv)
 
 from servers.kos_sound_server import Capabilities, KosSoundServer, record_signal
 
-from kos_audio.backends.kos import KosConfig, closest_config
+from kos_audio.backends.kos_config import KosConfig, closest_config
 from kos_audio.backends.kos_sink import DEFAULT_IDLE_CLOSE_S, DEFAULT_LEAD_S, KosSink
 from kos_audio.backends.kos_source import KosSource
 from kos_audio.core import AudioFormat, CapturedBlock, PlaybackEngine, SampleFormat

@@ -35,7 +35,13 @@ from kos_audio.core.recording.recording import (
     RecordingOptions,
     RecordingSummary,
 )
-from kos_audio.core.recording.sidecar import SCHEMA, iso8601, read_sidecar, sha256_of
+from kos_audio.core.recording.sidecar import (
+    SCHEMA,
+    iso8601,
+    parse_iso8601,
+    read_sidecar,
+    sha256_of,
+)
 from kos_audio.core.recording.sinks import Container
 from kos_audio.core.recording.wavfile import WavWriter, repair_wav
 
@@ -64,6 +70,7 @@ __all__ = [
     "validate_prefix",
     "SCHEMA",
     "iso8601",
+    "parse_iso8601",
     "read_sidecar",
     "sha256_of",
     "WavWriter",

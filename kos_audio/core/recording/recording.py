@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kos_audio.core.converter import StreamConverter, silence
+from kos_audio.core.convert import StreamConverter, silence
 from kos_audio.core.formats import AudioFormat
 from kos_audio.core.recording.errors import RecordingError
 from kos_audio.core.recording.naming import ClaimedFile

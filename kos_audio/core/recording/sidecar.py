@@ -35,14 +35,35 @@ from kos_audio.core.stamping import NS_PER_S
 SCHEMA = "kos_audio.recording/1"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def iso8601(time_ns: int) -> str:
     """``time_ns`` (ns since the epoch) as ISO 8601 UTC with microseconds.
 
-    E.g. ``2025-01-02T03:04:05.678901Z`` (``datetime.fromisoformat`` reads it back).
+    E.g. ``2025-01-02T03:04:05.678901Z``; :func:`parse_iso8601` reads it back.
     """
     sec, ns = divmod(time_ns, NS_PER_S)
     when = datetime.fromtimestamp(sec, tz=timezone.utc)
     return f"{when:%Y-%m-%dT%H:%M:%S}.{ns // 1000:06d}Z"
+
+
+def parse_iso8601(text: str) -> int:
+    """The time (ns since the epoch, exact to the microsecond) of a sidecar's ISO 8601 text.
+
+    Reads what :func:`iso8601` writes, with its trailing ``Z``, on every Python
+    (``datetime.fromisoformat`` reads ``Z`` only from 3.11), and explicit UTC offsets.
+
+    Raises:
+        ValueError: not an ISO 8601 date and time with a UTC offset or ``Z``.
+
+    """
+    iso = f"{text[:-1]}+00:00" if text.endswith(("Z", "z")) else text
+    when = datetime.fromisoformat(iso)
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset: not a sidecar time")
+    since = when - _EPOCH
+    return (since.days * 86_400 + since.seconds) * NS_PER_S + since.microseconds * 1000
 
 
 def sha256_of(path: Path, *, block_bytes: int = 1 << 20) -> str:
