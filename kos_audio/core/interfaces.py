@@ -96,11 +96,16 @@ class PlaybackBlock:
             that sends utterances (KOS ``PlayAudio``) starts one at the first block with
             ``audible_frames > 0`` and ends it after a block with
             ``audible_frames < len(samples)``.
+        fade_frames: how many leading frames are the fade-out of an interrupted utterance
+            (a few ms after :meth:`~kos_audio.core.playback.PlaybackEngine.interrupt`). A
+            device plays them (no click); a sink that already cancelled the utterance
+            downstream (KOS, Resonite) drops them, so they cannot start a new one.
 
     """
 
     samples: npt.NDArray[np.float32]
     audible_frames: int
+    fade_frames: int = 0
 
 
 #: ``pull(frames)`` -> exactly ``frames`` frames. Called from the sink's real-time thread;

@@ -512,6 +512,7 @@ class PlaybackEngine:
             n = len(speech)
             latency = self.output_latency_s
             self._counts["pulled"] += frames
+            fade = 0
             if n:
                 fade = min(n, self._fade_frames)
                 self._fade_frames -= fade
@@ -531,7 +532,7 @@ class PlaybackEngine:
                 self._drained = False
                 self._went_dry(now)
         block = mixer.mix(frames, speech, background)
-        return PlaybackBlock(block, max(n, len(background)))
+        return PlaybackBlock(block, max(n, len(background)), fade)
 
     # -- control (any thread) --------------------------------------------------------------
     def interrupt(self, now_ns: int) -> float:

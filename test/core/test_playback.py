@@ -92,9 +92,13 @@ def test_interrupt_drops_queue_fades_and_reports_seconds() -> None:
     block = engine.pull(BLOCK)
     fade = round(FADE_S * 48000)
     assert block.audible_frames == fade  # a 5 ms fade-out, then silence
+    assert block.fade_frames == fade  # marked, so KOS/Resonite can drop it
     assert np.all(np.abs(np.diff(np.abs(block.samples[:fade, 0]))) < 0.05)
     assert not block.samples[fade:].any()
-    assert engine.pull(BLOCK).audible_frames == 0
+    after = engine.pull(BLOCK)
+    assert after.audible_frames == 0 and after.fade_frames == 0
+    feed(engine, tone(440, 0.1))
+    assert engine.pull(BLOCK).fade_frames == 0  # new speech is not a fade
     stats = engine.stats()
     assert stats.interrupts == 1 and stats.dropped_interrupt_s == pytest.approx(dropped)
     assert stats.starvations == 0
