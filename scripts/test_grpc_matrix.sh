@@ -3,19 +3,29 @@
 #
 # ROS 2 Jazzy robots get python3-grpcio 1.51.1 and python3-protobuf 3.21.12 (python package
 # version 4.21.12) and python3-numpy 1.26.4 from apt; this script pins the same versions from
-# PyPI in .venv-grpc-old/ at the repo root (created once, reused while the pins are unchanged)
+# PyPI in .venv-grpc-old/ at the repo root (created once, reused while the pins and the Python
+# version are unchanged)
 # and runs the wire-layer tests there, once with protobuf's default backend (upb) and once with
 # the pure-Python backend (what PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python selects, the
 # other code path an apt install may take), then with the system Python's apt packages when it
 # has them. The current PyPI versions are covered by the main .venv.
 #
 # Usage: scripts/test_grpc_matrix.sh [extra pytest args]
-# Env:   PYTHON (default python3) builds the venv; KOS_MATRIX_REBUILD=1 forces a rebuild.
+# Env:   PYTHON (default python3) builds the venv (3.10 or 3.11: grpcio 1.51.1 has no wheel for
+#        newer Pythons); KOS_MATRIX_VENV (default <repo>/.venv-grpc-old) is where;
+#        KOS_MATRIX_REBUILD=1 forces a rebuild.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$repo/.venv-grpc-old"
+venv="${KOS_MATRIX_VENV:-$repo/.venv-grpc-old}"
 python="${PYTHON:-python3}"
+python_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+    || { echo "PYTHON=$python does not run" >&2; exit 2; }
+case "$python_version" in
+    3.10|3.11) ;;
+    *) echo "the old-gRPC matrix needs Python 3.10 or 3.11 (grpcio 1.51.1 wheels), not" \
+            "$python_version: set PYTHON" >&2; exit 2 ;;
+esac
 pins=(
     "grpcio==1.51.1"
     "protobuf==4.21.12"
@@ -26,9 +36,12 @@ pins=(
 )
 stamp="$venv/.kos-matrix-pins"
 wanted="$(printf '%s\n' "${pins[@]}")"
+venv_python_version() {
+    "$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true
+}
 
 if [[ "${KOS_MATRIX_REBUILD:-0}" == 1 || ! -x "$venv/bin/python" || ! -f "$stamp" \
-      || "$(cat "$stamp")" != "$wanted" ]]; then
+      || "$(cat "$stamp")" != "$wanted" || "$(venv_python_version)" != "$python_version" ]]; then
     echo "== building $venv"
     rm -rf "$venv"
     "$python" -m venv "$venv"

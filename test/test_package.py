@@ -6,16 +6,21 @@ from __future__ import annotations
 import ast
 import configparser
 import json
+import os
 import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from importlib.metadata import distribution
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+PREFIX = sys.prefix
+#: A venv made by scripts/setup.sh: a ROS prefix for kos_audio (share/, lib/kos_audio/).
+SETUP_VENV = (Path(PREFIX) / ".kos_audio-venv").exists()
 
 # ros-drivers/audio_common_msgs 0.4.x (Humble/Jazzy), field for field. Written out here, apart
 # from tools/audio_common_msgs, so a change to the vendored copy cannot go unnoticed.
@@ -100,16 +105,69 @@ def test_launch_files_name_real_executables_and_configs() -> None:
 
 
 def test_launch_descriptions_build_when_launch_ros_is_installed() -> None:
-    pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI; "
-                                             "checked on robots with apt ROS")
-    import importlib.util
+    pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI: scripts/setup.sh "
+                        "installs it from ../shared/ros2-cli, robots from apt")
+    # In a fresh interpreter with the environment ros2 launch gets: after source
+    # .venv/bin/activate (AMENT_PREFIX_PATH has the venv) or a robot's setup.bash.
+    env = dict(os.environ)
+    if SETUP_VENV:
+        ament = env.get("AMENT_PREFIX_PATH", "")
+        env["AMENT_PREFIX_PATH"] = os.pathsep.join(filter(None, [PREFIX, ament]))
+    build = """
+import importlib.util, sys
+from pathlib import Path
+for path in map(Path, sys.argv[1:]):
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.generate_launch_description().entities, path.name
+"""
+    launch_files = sorted(str(p) for p in (ROOT / "launch").glob("*.launch.py"))
+    assert launch_files
+    out = subprocess.run([sys.executable, "-c", build, *launch_files], env=env,
+                         capture_output=True, text=True, check=False, timeout=120)
+    assert out.returncode == 0, out.stderr
 
-    for path in sorted((ROOT / "launch").glob("*.launch.py")):
-        spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        assert module.generate_launch_description().entities
+
+@pytest.mark.skipif(not SETUP_VENV, reason="not a venv made by scripts/setup.sh")
+def test_setup_venv_is_a_ros_prefix_for_kos_audio() -> None:
+    """scripts/setup.sh lays the venv out as colcon --symlink-install would."""
+    prefix = Path(PREFIX)
+    assert (prefix / "share/ament_index/resource_index/packages/kos_audio").exists()
+    share = prefix / "share/kos_audio"
+    assert (share / "package.xml").resolve() == ROOT / "package.xml"
+    for folder, pattern in (("launch", "*.launch.py"), ("config", "*.yaml")):
+        installed = {p.name: p.resolve() for p in (share / folder).iterdir()}
+        assert installed == {p.name: p for p in (ROOT / folder).glob(pattern)}, folder
+    scripts = {e.name for e in distribution("kos_audio").entry_points
+               if e.group == "console_scripts"}
+    lib = prefix / "lib/kos_audio"
+    assert {p.name for p in lib.iterdir()} == scripts
+    for name in scripts:
+        assert os.access(lib / name, os.X_OK) and (lib / name).resolve() == (BIN / name).resolve()
+    # The venv remembers its distribution and Python (setup.sh refuses to mix others in).
+    memory = dict(line.split("=", 1) for line in (prefix / ".kos_audio-venv").read_text().split())
+    assert memory["python"] == "{}.{}".format(*sys.version_info[:2])
+    assert memory["distro"] in {"jazzy", "kilted"}
+
+
+@pytest.mark.skipif(not SETUP_VENV, reason="not a venv made by scripts/setup.sh")
+def test_activate_sets_the_ament_prefix_and_deactivate_restores_it() -> None:
+    script = (f"source {BIN / 'activate'}; echo \"$AMENT_PREFIX_PATH\"; "
+              "if command -v ros2 >/dev/null; then ros2 pkg executables kos_audio; fi; "
+              "deactivate; echo \"${AMENT_PREFIX_PATH-unset}\"")
+    for before, after in (("/opt/ros/jazzy", "/opt/ros/jazzy"), (None, "unset")):
+        env = {k: v for k, v in os.environ.items() if k != "AMENT_PREFIX_PATH"}
+        if before:
+            env["AMENT_PREFIX_PATH"] = before
+        out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                             check=True, timeout=60).stdout.splitlines()
+        assert out[0] == os.pathsep.join(filter(None, [PREFIX, before]))
+        assert out[-1] == after
+        if len(out) > 2:  # ros2 (launch, ros2cli) installed: it finds every executable
+            scripts = {e.name for e in distribution("kos_audio").entry_points
+                       if e.group == "console_scripts"}
+            assert set(out[1:-1]) == {f"kos_audio {name}" for name in scripts}
 
 
 def test_config_files_are_ros_parameter_files() -> None:

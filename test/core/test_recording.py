@@ -39,6 +39,8 @@ from kos_audio.core.recording import (
     WavWriter,
     claim_new_file,
     claim_path,
+    iso8601,
+    parse_iso8601,
     prepare_output_dir,
     read_sidecar,
     repair_wav,
@@ -357,6 +359,19 @@ def test_sidecar_is_complete_and_true(tmp_path: Path) -> None:
     assert (side["source_topic"], side["note"], side["complete"]) == (
         "/robot/mic/audio_stamped", "x", True)
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["rec.json", "rec.wav"]
+
+
+def test_sidecar_times_read_back_on_every_python() -> None:
+    # The sidecar's own contract: what iso8601 writes (with "Z"), parse_iso8601 reads, also
+    # where datetime.fromisoformat cannot (Python 3.10).
+    for ns in (0, 1_750_000_000_123_456_000, 1_750_000_000_123_456_789):
+        text = iso8601(ns)
+        assert text.endswith("Z")
+        assert parse_iso8601(text) == ns // 1000 * 1000
+    assert parse_iso8601("2025-06-15T17:06:40.000001+02:00") == (
+        parse_iso8601("2025-06-15T15:06:40.000001Z"))
+    with pytest.raises(ValueError, match="no UTC offset"):
+        parse_iso8601("2025-06-15T15:06:40.000000")
 
 
 # ------------------------------------------------------------------------------ pre-roll

@@ -15,7 +15,6 @@ import subprocess
 import time
 import wave
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from kos_testing.ros import LATCHED, wait_until
 from mic_helpers import peak_hz
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
-from std_srvs.srv import Trigger
+from std_srvs.srv import SetBool, Trigger
 
 from kos_audio.core import NS_PER_S, AudioFormat, SampleFormat, from_float
+from kos_audio.core.recording import parse_iso8601
 from kos_audio.ros.messages import audio_info
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,9 +42,27 @@ CHUNK_S = CHUNK_FRAMES / RATE
 SLACK_S = 0.25  # service round trips and executor scheduling on a loaded 2-core machine
 
 
-def mic(namespace: str) -> NodeProcess:
+def mic(namespace: str, **params: Any) -> NodeProcess:
     return NodeProcess(MIC, namespace=namespace, params={
-        "source": "tone", "tone.frequency_hz": 440.0, "tone.amplitude": 0.5})
+        "source": "tone", "tone.frequency_hz": 440.0, "tone.amplitude": 0.5, **params})
+
+
+def hear_from_the_first_chunk(ros: Any, heard: Any) -> None:
+    """Enable a mic started with ``autostart=False`` and wait for its first chunk.
+
+    ``heard`` (the probe's audio_stamped subscription) must exist before the call: then the
+    probe hears every chunk the mic publishes, so it heard whatever a recording holds. The
+    answer of ``~/enable`` proves the mic's publisher has matched that subscription: the probe
+    announced it before this service client's response reader, in the same ordered discovery
+    stream, and the answer needs that reader matched. (A mic that publishes from its start
+    can match the probe after the recorder: a recorder whose executor is still behind on
+    those first chunks when the start request comes then starts its file before the probe's
+    first chunk, "the probe did not hear it"; measured with a loaded machine: a file starting
+    only 2 chunks after the probe's first.)
+    """
+    response = ros.call(SetBool, "mic/enable", SetBool.Request(data=True), timeout_s=30.0)
+    assert response.success, response.message
+    heard.wait_for(1, timeout_s=30)
 
 
 def recorder(namespace: str, out: Path, args: list[str] | None = None,
@@ -121,11 +139,6 @@ def gaps_within(msgs: list[AudioDataStamped], start_ns: int, end_ns: int) -> int
     return timeline(inside)[2] if inside else 0
 
 
-def iso_ns(text: str) -> int:
-    when = datetime.fromisoformat(text)
-    return int(when.timestamp()) * NS_PER_S + when.microsecond * 1000
-
-
 def check_sidecar(path: Path, frames: int, topic: str) -> dict[str, Any]:
     side = sidecar_of(path)
     assert side["complete"] is True
@@ -138,8 +151,9 @@ def check_sidecar(path: Path, frames: int, topic: str) -> dict[str, Any]:
     assert side["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     start_ns, end_ns = side["started_at_ns"], side["ended_at_ns"]
     assert end_ns - start_ns == frames * NS_PER_S // RATE
-    assert abs(iso_ns(side["started_at"]) - start_ns) < 1000  # ISO text is to the microsecond
-    assert abs(iso_ns(side["ended_at"]) - end_ns) < 1000
+    # The ISO text is exact to the microsecond.
+    assert abs(parse_iso8601(side["started_at"]) - start_ns) < 1000
+    assert abs(parse_iso8601(side["ended_at"]) - end_ns) < 1000
     assert abs(start_ns - time.time_ns()) < 120 * NS_PER_S  # ROS (wall) time, not from zero
     return side
 
@@ -182,8 +196,8 @@ def immutable(path: Path) -> Iterator[None]:
 def test_start_tone_stop_writes_the_tone_and_a_true_sidecar(
         ros: Any, namespace: str, tmp_path: Path) -> None:
     heard = ros.subscribe(AudioDataStamped, "audio_stamped")
-    with mic(namespace), recorder(namespace, tmp_path) as rec:
-        heard.wait_for(1, timeout_s=30)  # the probe hears everything the file will hold
+    with mic(namespace, autostart=False), recorder(namespace, tmp_path) as rec:
+        hear_from_the_first_chunk(ros, heard)  # the probe hears everything the file will hold
         stopped = call(ros, "stop")
         assert not stopped.success and stopped.message == "not recording"
         t_start_sent = time.monotonic()
@@ -230,8 +244,9 @@ def test_start_tone_stop_writes_the_tone_and_a_true_sidecar(
 
 def test_pre_roll_and_max_duration(ros: Any, namespace: str, tmp_path: Path) -> None:
     heard = ros.subscribe(AudioDataStamped, "audio_stamped")
-    with mic(namespace), recorder(namespace, tmp_path, pre_roll_s=1.0, max_duration_s=2.0):
-        heard.wait_for(1, timeout_s=30)
+    with mic(namespace, autostart=False), recorder(namespace, tmp_path, pre_roll_s=1.0,
+                                                  max_duration_s=2.0):
+        hear_from_the_first_chunk(ros, heard)
         time.sleep(1.5)  # the recorder's pre-roll fills with the last second
         started, t_sent, t_done = start_timed(ros)
         assert started.success, started.message
@@ -440,8 +455,8 @@ def test_write_failure_mid_recording_ends_with_a_valid_file_and_an_error(
     heard = ros.subscribe(AudioDataStamped, "audio_stamped")
     diags = ros.subscribe(DiagnosticArray, "/diagnostics")
     limit = 44 + 2 * RATE + 1001  # 1 s of audio, then an odd byte count: a torn frame
-    with mic(namespace), recorder(namespace, tmp_path) as rec:
-        heard.wait_for(1, timeout_s=30)
+    with mic(namespace, autostart=False), recorder(namespace, tmp_path) as rec:
+        hear_from_the_first_chunk(ros, heard)
         started = start(ros)
         assert started.success, started.message
         path = Path(started.message)

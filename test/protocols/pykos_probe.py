@@ -4,7 +4,9 @@ Run by ``test_kos_protocol.py`` in a subprocess, never imported: pykos patches a
 globally (nest_asyncio) and needs newer protobuf/grpcio than the project supports.
 
 Usage: ``python pykos_probe.py HOST PORT`` -> one JSON object on stdout with the capabilities
-pykos decoded, the bytes it recorded (hex) and the chunks it played (hex), and the play answer.
+pykos decoded, the bytes it recorded (hex) and the chunks it played (hex), and the play answer;
+or ``{"unsupported": why}`` when the installed pykos lacks what the probe uses (old releases,
+e.g. 0.2.3, the newest for Python 3.10, have no sound service).
 """
 
 from __future__ import annotations
@@ -36,6 +38,31 @@ def _caps(message: Any) -> dict[str, Any]:
         "channels": list(message.channels),
         "available": bool(message.available),
     }
+
+
+def unsupported() -> str | None:
+    """What the installed pykos lacks of the API the probe uses, or None when it has it all."""
+    from importlib.metadata import version
+
+    import pykos.client
+
+    kos = pykos.client.KOS
+    lacks = []
+    if not hasattr(kos, "__aenter__"):
+        lacks.append("async with KOS(...)")
+    if not isinstance(getattr(kos, "sound", None), property):
+        lacks.append("KOS.sound")
+    try:
+        from pykos.services.sound import SoundServiceClient
+    except ImportError:
+        lacks.append("pykos.services.sound")
+    else:
+        lacks += [
+            f"SoundServiceClient.{name}"
+            for name in ("get_audio_info", "record_audio", "play_audio")
+            if not hasattr(SoundServiceClient, name)
+        ]
+    return f"pykos {version('pykos')} lacks {', '.join(lacks)}" if lacks else None
 
 
 async def probe(host: str, port: int) -> dict[str, Any]:
@@ -73,7 +100,8 @@ async def probe(host: str, port: int) -> dict[str, Any]:
 def main() -> int:
     """Entry point: ``HOST PORT``; prints the JSON result."""
     host, port = sys.argv[1], int(sys.argv[2])
-    print(json.dumps(asyncio.run(probe(host, port))))
+    why = unsupported()
+    print(json.dumps({"unsupported": why} if why else asyncio.run(probe(host, port))))
     return 0
 
 

@@ -579,6 +579,11 @@ def test_pykos_reference_client_agrees(make_kos_server: Callable[..., KosSoundSe
     )
     assert result.returncode == 0, result.stderr
     seen = json.loads(result.stdout.strip().splitlines()[-1])
+    if "unsupported" in seen:
+        pytest.skip(
+            f"{seen['unsupported']}: too old to cross-check the test server (the KOS sound "
+            "API is in pykos releases for Python>=3.11)"
+        )
 
     assert seen["playback"] == {
         "sample_rates": [16_000],
