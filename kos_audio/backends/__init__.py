@@ -21,7 +21,8 @@ class SourceConfig:
     """Everything any source may need; each source reads its own fields.
 
     ``format`` is what the node will publish; a source may deliver another format (a device
-    that only does 48 kHz, a file), and the node converts.
+    that only does 48 kHz, a file), and the node converts. ``block_ms`` becomes frames once,
+    in :attr:`block_frames` (the node's chunk size too).
     """
 
     format: AudioFormat
@@ -36,13 +37,18 @@ class SourceConfig:
     kos_timeout_s: float = 5.0
     resonite_socket: str = ""
 
+    @property
+    def block_frames(self) -> int:
+        """``block_ms`` in frames of :attr:`format`: the one conversion for every source."""
+        return self.format.frames_for_ms(self.block_ms)
+
 
 def _tone(cfg: SourceConfig) -> AudioSource:
     from kos_audio.backends.tone_source import ToneSource
 
     return ToneSource(cfg.format, frequency_hz=cfg.tone_frequency_hz,
                       amplitude=cfg.tone_amplitude,
-                      block_frames=cfg.format.frames_for_ms(cfg.block_ms))
+                      block_frames=cfg.block_frames)
 
 
 def _file(cfg: SourceConfig) -> AudioSource:
@@ -55,7 +61,7 @@ def _device(cfg: SourceConfig) -> AudioSource:
     from kos_audio.backends.device_source import DeviceSource
 
     return DeviceSource(cfg.format, device=cfg.device, latency=cfg.device_latency,
-                        block_frames=cfg.format.frames_for_ms(cfg.block_ms))
+                        block_frames=cfg.block_frames)
 
 
 def _kos(cfg: SourceConfig) -> AudioSource:

@@ -13,7 +13,7 @@ from typing import Any
 from kos_audio.backends.portaudio import DeviceInfo, find_device, open_stream, sounddevice
 from kos_audio.core.convert import from_float
 from kos_audio.core.formats import AudioFormat, SampleFormat
-from kos_audio.core.interfaces import PullCallback
+from kos_audio.core.interfaces import AudioSink, PullCallback
 from kos_audio.errors import BackendError
 
 #: No callback for this long (s, on top of the output latency) while running means the device
@@ -24,7 +24,7 @@ STALL_TIMEOUT_S = 1.0
 NATIVE_MAX_CHANNELS = 2
 
 
-class DeviceSink:
+class DeviceSink(AudioSink):
     """Plays on a PortAudio output device with a callback stream; the device's clock paces.
 
     The PortAudio callback runs on PortAudio's real-time thread and only pulls a block from
@@ -68,6 +68,7 @@ class DeviceSink:
         self._audible = False
         self._error: BaseException | None = None
         self._latency_s = 0.0
+        self._block_frames = 0
         self._underruns = 0
         self.device: DeviceInfo | None = None
 
@@ -88,6 +89,11 @@ class DeviceSink:
         return self._latency_s
 
     @property
+    def block_frames(self) -> int:
+        """Frames per callback of the open stream (0 before :meth:`open`)."""
+        return self._block_frames
+
+    @property
     def underruns(self) -> int:
         """Output underflows PortAudio reported while audio was playing."""
         return self._underruns
@@ -103,13 +109,16 @@ class DeviceSink:
         self.device = find_device(self._spec, output=True, refresh=self._reopen)
         self._reopen = True
         default_rate = round(self.device.default_sample_rate_hz)
+        channels = self._channels or min(NATIVE_MAX_CHANNELS, self.device.max_output_channels)
+        first = AudioFormat(self._rate or default_rate, channels, self._sample_format)
         stream, fmt = open_stream(
-            self.device, output=True, rates=[self._rate or default_rate, default_rate],
-            channels=self._channels or min(NATIVE_MAX_CHANNELS, self.device.max_output_channels),
-            sample_format=self._sample_format, block_ms=self._block_ms,
+            self.device, output=True, rates=[first.sample_rate_hz, default_rate],
+            channels=channels, sample_format=self._sample_format,
+            block_frames=first.frames_for_ms(self._block_ms),
             latency=self._latency_hint, callback=self._callback,
         )
         self._format = fmt
+        self._block_frames = int(stream.blocksize)
         self._latency_s = float(stream.latency)
         self._error = None
         self._audible = False

@@ -10,7 +10,7 @@ from typing import Any
 from kos_audio.backends.portaudio import DeviceInfo, find_device, open_stream, sounddevice
 from kos_audio.core.capture import drain
 from kos_audio.core.formats import AudioFormat
-from kos_audio.core.interfaces import CapturedBlock
+from kos_audio.core.interfaces import AudioSource, CapturedBlock
 from kos_audio.errors import BackendError
 
 #: Blocks waiting for the capture thread before the callback starts dropping (about 2 s at
@@ -19,7 +19,7 @@ MAX_QUEUED_BLOCKS = 100
 #: No callback for this long (s) while open means the device is gone.
 STALL_TIMEOUT_S = 2.0
 
-class DeviceSource:
+class DeviceSource(AudioSource):
     """Captures from a PortAudio input device with a callback stream.
 
     The PortAudio callback runs on PortAudio's real-time thread and only copies the block,
@@ -71,7 +71,7 @@ class DeviceSource:
             rates=[self._requested.sample_rate_hz, round(self.device.default_sample_rate_hz)],
             channels=min(self._requested.channels, self.device.max_input_channels),
             sample_format=self._requested.sample_format,
-            block_ms=self._block_frames * 1000 / self._requested.sample_rate_hz,
+            block_frames=self._block_frames,
             latency=self._latency, callback=self._callback,
         )
         drain(self._queue)
@@ -137,6 +137,10 @@ class DeviceSource:
                 stream.close()
             except sounddevice.PortAudioError:
                 pass  # the device is already gone; nothing left to release
+
+    def diagnostics(self) -> dict[str, object]:
+        """``input_latency_ms`` (PortAudio's input latency), as mic_node publishes it."""
+        return {"input_latency_ms": self.input_latency_s * 1e3}
 
     def describe(self) -> str:
         """E.g. ``device 3:'mic'``."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import soundfile
 
 from kos_audio.core.formats import AudioFormat, SampleFormat
-from kos_audio.core.interfaces import CapturedBlock
+from kos_audio.core.interfaces import AudioSource, CapturedBlock
 from kos_audio.core.pacing import RealTimePacer
 from kos_audio.errors import BackendError, SourceFinished
 
@@ -18,7 +18,7 @@ _READ_AS = {"PCM_16": SampleFormat.S16LE, "PCM_32": SampleFormat.S32LE}
 _DTYPE = {SampleFormat.S16LE: "int16", SampleFormat.S32LE: "int32", SampleFormat.F32LE: "float32"}
 
 
-class FileSource:
+class FileSource(AudioSource):
     """Reads ``path`` in blocks of ``block_ms`` and releases them in real time.
 
     With ``loop`` the file restarts at its end on the same timeline (no gap in the stamps);

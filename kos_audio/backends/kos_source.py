@@ -21,7 +21,7 @@ from kos_audio.backends.kos_config import (
 )
 from kos_audio.core.capture import drain
 from kos_audio.core.formats import AudioFormat
-from kos_audio.core.interfaces import CapturedBlock
+from kos_audio.core.interfaces import AudioSource, CapturedBlock
 from kos_audio.core.stamping import NS_PER_S
 from kos_audio.errors import BackendError
 
@@ -50,7 +50,7 @@ class _Failure:
     error: BackendError
 
 
-class KosSource:
+class KosSource(AudioSource):
     """Records from a KOS robot's microphone over gRPC.
 
     On :meth:`open`: ``GetAudioInfo``, then the recording config closest to ``requested``
@@ -208,6 +208,10 @@ class KosSource:
     def describe(self) -> str:
         """E.g. ``KOS microphone at localhost:50051``."""
         return f"KOS microphone at {self._address}"
+
+    def diagnostics(self) -> dict[str, object]:
+        """``server_errors``, as mic_node publishes it (any thread)."""
+        return {"server_errors": self.server_errors}
 
     # -- the reader thread -----------------------------------------------------------------
     def _read_stream(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from kos_audio.core.formats import AudioFormat
-from kos_audio.core.interfaces import PlaybackBlock, PullCallback
+from kos_audio.core.interfaces import AudioSink, PlaybackBlock, PullCallback
 from kos_audio.core.pacing import PacedPuller
 from kos_audio.errors import BackendError
 
 
-class PacedSink:
+class PacedSink(AudioSink):
     """A sink whose clock is a :class:`PacedPuller` thread: one block every ``block_ms``.
 
     Subclasses implement :meth:`_consume` (called on the pacing thread with every block),
@@ -20,7 +20,7 @@ class PacedSink:
 
     def __init__(self, fmt: AudioFormat, *, block_ms: float, thread_name: str) -> None:
         self._format = fmt
-        self._block_ms = block_ms
+        self._block_frames = fmt.frames_for_ms(block_ms)
         self._thread_name = thread_name
         self._puller: PacedPuller | None = None
         self._underruns = 0  # of pullers that ran before the current one
@@ -36,6 +36,11 @@ class PacedSink:
         return 0.0
 
     @property
+    def block_frames(self) -> int:
+        """Frames per pull: ``block_ms`` at :attr:`format`'s rate."""
+        return self._block_frames
+
+    @property
     def underruns(self) -> int:
         """Blocks the pacing thread pulled late while audio was playing (all runs)."""
         puller = self._puller
@@ -45,9 +50,8 @@ class PacedSink:
         """Start a new pacing thread calling ``pull``."""
         if self._puller is not None:
             self._underruns += self._puller.underruns
-        self._puller = PacedPuller(self._format.sample_rate_hz,
-                                   self._format.frames_for_ms(self._block_ms), self._consume,
-                                   name=self._thread_name)
+        self._puller = PacedPuller(self._format.sample_rate_hz, self._block_frames,
+                                   self._consume, name=self._thread_name)
         self._puller.start(pull)
 
     def _consume(self, block: PlaybackBlock) -> None:

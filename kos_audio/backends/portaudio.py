@@ -107,13 +107,14 @@ def open_stream(
     rates: list[int],
     channels: int,
     sample_format: SampleFormat,
-    block_ms: float,
+    block_frames: int,
     latency: str | float,
     callback: Any,
 ) -> tuple[Any, AudioFormat]:
     """Open (not start) a raw callback stream at the first of ``rates`` the device accepts.
 
-    Returns the stream and the format it runs in; blocks are ``block_ms`` at that rate.
+    Returns the stream and the format it runs in. Blocks are ``block_frames`` at ``rates[0]``,
+    scaled to the same duration at another rate (never re-derived from milliseconds).
 
     Raises:
         BackendError: PortAudio refused every rate; the message lists each refusal.
@@ -126,7 +127,8 @@ def open_stream(
         try:
             stream = stream_class(
                 device=device.index, samplerate=rate, channels=channels,
-                dtype=DTYPES[sample_format], blocksize=fmt.frames_for_ms(block_ms),
+                dtype=DTYPES[sample_format],
+                blocksize=max(1, round(block_frames * rate / rates[0])),
                 latency=latency, callback=callback,
             )
         except sounddevice.PortAudioError as err:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from kos_audio.core.capture import drain
 from kos_audio.core.formats import AudioFormat, SampleFormat
-from kos_audio.core.interfaces import CapturedBlock
+from kos_audio.core.interfaces import AudioSource, CapturedBlock
 from kos_audio.core.stamping import NS_PER_S
 from kos_audio.errors import BackendError
 
@@ -72,7 +72,7 @@ class _Closed:
     """Put on the queue by :meth:`ResoniteSpeakerSource.close`: wakes a pending read."""
 
 
-class ResoniteSpeakerSource:
+class ResoniteSpeakerSource(AudioSource):
     """Resonite's final audio mix, from ``Speaker.StreamAudio``, as an :class:`AudioSource`.
 
     :meth:`open` resolves the socket (``socket``, else ``RESONITE_IO_SOCKET``, else the single
@@ -217,7 +217,8 @@ class ResoniteSpeakerSource:
     def diagnostics(self) -> dict[str, object]:
         """Source counters for mic_node's ``/diagnostics`` (read from the executor thread)."""
         return {"resonite_lost_frames": self.lost_frames,
-                "resonite_invalid_frames": self.invalid_frames}
+                "resonite_invalid_frames": self.invalid_frames,
+                "input_latency_ms": self.input_latency_s * 1e3}
 
     def describe(self) -> str:
         """E.g. ``Resonite IO speaker at /home/me/.resonite-io/resonite-4242.sock``."""

@@ -8,14 +8,14 @@ import numpy as np
 
 from kos_audio.core.convert import from_float
 from kos_audio.core.formats import AudioFormat
-from kos_audio.core.interfaces import CapturedBlock
+from kos_audio.core.interfaces import AudioSource, CapturedBlock
 from kos_audio.core.pacing import RealTimePacer
 
 #: Falling further behind real time than this (s) skips ahead instead of bursting to catch up.
 MAX_CATCH_UP_S = 1.0
 
 
-class ToneSource:
+class ToneSource(AudioSource):
     """A sine of ``frequency_hz`` at ``amplitude`` (full scale 1.0), in ``fmt``, on every channel.
 
     Blocks of ``block_frames`` are released when real time reaches their last frame, like a

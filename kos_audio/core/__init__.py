@@ -27,13 +27,8 @@ from kos_audio.core.interfaces import (
 )
 from kos_audio.core.mixer import Ducker, Mixer
 from kos_audio.core.pacing import PacedPuller
-from kos_audio.core.playback import (
-    DropReason,
-    EnqueueResult,
-    PlaybackEngine,
-    PlaybackState,
-    PlaybackStats,
-)
+from kos_audio.core.playback import DropReason, EnqueueResult, PlaybackEngine
+from kos_audio.core.playback_stats import PlaybackState, PlaybackStats
 from kos_audio.core.recording import (
     Container,
     Recorder,

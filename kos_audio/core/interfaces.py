@@ -1,10 +1,13 @@
 """The two backend interfaces: :class:`AudioSource` (audio in) and :class:`AudioSink` (audio out).
 
 A backend implements one of these Protocols; nodes pick one by name from
-:mod:`kos_audio.backends`. The interfaces are small on purpose: open, move blocks, close.
-Reconnection policy lives outside the backend (:class:`kos_audio.core.capture.CaptureLoop` for
-sources, :class:`kos_audio.core.sink_loop.PlaybackLoop` for sinks), so every backend gets the
-same back-off and accounting.
+:mod:`kos_audio.backends`. The interfaces are small on purpose: open, move blocks, close,
+plus counters, events and ``diagnostics()`` with default implementations, which a backend
+inherits by subclassing the Protocol explicitly (every backend in :mod:`kos_audio.backends`
+does), so callers never probe a backend with ``getattr``. Reconnection policy lives outside
+the backend (:class:`kos_audio.core.capture.CaptureLoop` for sources,
+:class:`kos_audio.core.sink_loop.PlaybackLoop` for sinks), so every backend gets the same
+back-off and accounting.
 """
 
 from __future__ import annotations
@@ -48,7 +51,17 @@ class AudioSource(Protocol):
     Life cycle: :meth:`open` -> :meth:`read` ... -> :meth:`close`, all from one capture thread,
     except :meth:`close`, which may be called from another thread to unblock a pending
     :meth:`read`. A source may be opened again after :meth:`close` (reconnect).
+
+    Attributes:
+        overflows: blocks lost because the consumer was too slow or the device overflowed; a
+            running count, never reset by a reopen. Default 0 (a source that cannot overflow).
+        on_event: receives ``(kind, message)`` for the source's own reports; None (default)
+            drops them. See :data:`EventCallback` for the thread rules.
+
     """
+
+    overflows: int = 0
+    on_event: EventCallback | None = None
 
     @property
     def format(self) -> AudioFormat:
@@ -81,6 +94,14 @@ class AudioSource(Protocol):
     def describe(self) -> str:
         """One line naming the source for logs and diagnostics (device name, address...)."""
         ...
+
+    def diagnostics(self) -> dict[str, object]:
+        """The source's own counters for ``/diagnostics`` (any thread; never blocks).
+
+        Keys are the published names (e.g. ``server_errors``, ``input_latency_ms``); values are
+        numbers or strings. Default: none.
+        """
+        return {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +149,15 @@ class AudioSink(Protocol):
     samples on (copy into the device buffer, put on a send queue); it never logs or waits on
     the network. Its format is fixed at construction from the node's request
     (``SinkConfig``); fields left 0/None mean the sink's native choice.
+
+    Attributes:
+        on_event: receives ``(kind, message)`` for the sink's own reports (e.g. a stream
+            summary); None (default) drops them. See :data:`EventCallback` for the thread
+            rules.
+
     """
+
+    on_event: EventCallback | None = None
 
     @property
     def format(self) -> AudioFormat:
@@ -149,7 +178,16 @@ class AudioSink(Protocol):
         """How many times the sink ran out of samples while audio was playing.
 
         Device underflow, or the pacing thread too late; a running count, never reset by a
-        reopen.
+        reopen. Default 0.
+        """
+        return 0
+
+    @property
+    def block_frames(self) -> int:
+        """Frames the sink pulls at a time, in :attr:`format`'s rate; valid after :meth:`open`.
+
+        The sink's real period (it may differ from the request: a clamped or device-chosen
+        size); the playback loop hands it to the engine.
         """
         ...
 
@@ -196,3 +234,11 @@ class AudioSink(Protocol):
     def describe(self) -> str:
         """One line naming the sink for logs and diagnostics."""
         ...
+
+    def diagnostics(self) -> dict[str, object]:
+        """The sink's own counters for ``/diagnostics`` (any thread; never blocks).
+
+        Keys are the published names (e.g. ``server_errors``, ``early_answers``); values are
+        numbers or strings. Default: none.
+        """
+        return {}

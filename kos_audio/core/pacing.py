@@ -69,9 +69,9 @@ class PacedPuller:
     Runs on its own thread and hands each block to ``consume``.
 
     Block ``k`` is pulled when it is due to start sounding (``k * block`` after :meth:`start`).
-    A wake-up later than one block while audio is playing counts as an underrun (a device would
-    have glitched); falling more than :data:`MAX_CATCH_UP_S` behind restarts the timeline
-    instead of bursting to catch up.
+    A wake-up later than ``late_frames`` (default one block) while audio is playing counts as an
+    underrun (a device would have glitched); falling more than :data:`MAX_CATCH_UP_S` behind
+    restarts the timeline instead of bursting to catch up.
 
     Args:
         sample_rate_hz: the sink's rate.
@@ -79,17 +79,24 @@ class PacedPuller:
         consume: receives each block on the pacing thread; may block briefly (a file write),
             never for long (that would be an underrun).
         name: the thread's name.
+        late_frames: lateness (frames) that counts as an underrun; None = one block. A sink
+            that keeps a lead downstream passes the lead: only being later than it starves.
+        playing: called on the pacing thread before each pull: is audio playing downstream
+            (a late pull then is an underrun)? None = the previous block had audible frames.
 
     """
 
     def __init__(
         self, sample_rate_hz: int, block_frames: int,
         consume: Callable[[PlaybackBlock], None], *, name: str = "kos_audio-paced-sink",
+        late_frames: int | None = None, playing: Callable[[], bool] | None = None,
     ) -> None:
         self.sample_rate_hz = sample_rate_hz
         self.block_frames = block_frames
         self._consume = consume
         self._name = name
+        self._late_frames = block_frames if late_frames is None else late_frames
+        self._playing = playing
         self._pacer = RealTimePacer(sample_rate_hz)
         self._thread: threading.Thread | None = None
         self._running = False
@@ -118,16 +125,17 @@ class PacedPuller:
     def _run(self, pull: PullCallback) -> None:
         frame = 0
         audible = False
-        block_ns = self._pacer.offset_ns(self.block_frames)
+        late_ns = self._pacer.offset_ns(self._late_frames)
         while self._running:
             if not self._pacer.wait_until(frame, 0.5):
                 continue
             lag_ns = self._pacer.lag_ns(frame)
+            playing = audible if self._playing is None else self._playing()
             if lag_ns > MAX_CATCH_UP_S * 1e9:
                 self._pacer.restart()
                 frame = 0
-                self.underruns += int(audible)
-            elif lag_ns > block_ns and audible:
+                self.underruns += int(playing)
+            elif lag_ns > late_ns and playing:
                 self.underruns += 1
             block = pull(self.block_frames)
             audible = block.audible_frames > 0

@@ -32,7 +32,8 @@ class SinkState(enum.Enum):
 class PlaybackLoop:
     """Keeps a sink open and pulling from a :class:`PlaybackEngine`, on its own thread.
 
-    The thread opens the sink, tells the engine the sink's format, starts the sink with
+    The thread opens the sink, tells the engine the sink's format and real block period
+    (:attr:`AudioSink.block_frames`, which may differ from what was asked), starts the sink with
     :meth:`PlaybackEngine.pull`, then every :data:`TICK_S` checks the sink's health, copies its
     output latency into the engine, releases idle resampler tails and calls ``on_tick``. When
     the sink fails (``BackendError`` from :meth:`AudioSink.open` or :meth:`AudioSink.check`)
@@ -111,6 +112,7 @@ class PlaybackLoop:
                 if dropped_s:
                     self._on_event("reformat", f"{self.sink.describe()} reopened as "
                                    f"{fmt.describe()}; dropped {dropped_s:.2f} s queued")
+                self.engine.block_s = self.sink.block_frames / fmt.sample_rate_hz
                 self.engine.output_latency_s = self.sink.output_latency_s
                 self.sink.start(self.engine.pull)
                 self.state = SinkState.RUNNING

@@ -88,16 +88,17 @@ class MicNode(Node):
         except KosAudioError as err:
             raise ParameterError(str(err)) from err
         self.frame_id: str = p["frame_id"]
-        self.chunk_frames = self.audio_format.frames_for_ms(p["chunk_ms"])
         self.source_name: str = p["source"]
-        self.source = create_source(self.source_name, SourceConfig(
+        config = SourceConfig(
             format=self.audio_format, block_ms=p["chunk_ms"], device=p["device"],
             device_latency=_latency(p["device_latency"]),
             tone_frequency_hz=p["tone.frequency_hz"], tone_amplitude=p["tone.amplitude"],
             file_path=p["file.path"], file_loop=p["file.loop"],
             kos_address=p["kos.address"], kos_timeout_s=p["kos.timeout_s"],
             resonite_socket=p["resonite.socket"],
-        ))
+        )
+        self.chunk_frames = config.block_frames
+        self.source = create_source(self.source_name, config)
         qos = audio_qos(p["qos.reliability"], p["qos.depth"])
         self._pub_audio = self.create_publisher(AudioData, "audio", qos)
         self._pub_stamped = self.create_publisher(AudioDataStamped, "audio_stamped", qos)
@@ -225,10 +226,8 @@ class MicNode(Node):
             "source_format": self.source.format.describe(),
             "chunks_published": chunks,
             "chunk_rate_hz": rate,
-            **getattr(self.source, "diagnostics", dict)(),
-            "overflows": getattr(self.source, "overflows", 0),
-            "server_errors": getattr(self.source, "server_errors", 0),
-            "input_latency_ms": float(getattr(self.source, "input_latency_s", 0.0)) * 1e3,
+            "overflows": self.source.overflows,
+            **self.source.diagnostics(),
             "reanchors": stamper.reanchors if stamper else 0,
             "clock_drift_ms": (stamper.drift_ns / 1e6) if stamper else 0.0,
             "errors": errors,

@@ -141,8 +141,7 @@ class SpeakerNode(Node):
             kos_output_latency_s=p["kos.output_latency_s"],
             resonite_socket=p["resonite.socket"], resonite_lead_ms=p["resonite.lead_ms"],
         ))
-        if hasattr(self.sink, "on_event"):  # sinks with their own reports (resonite_mic)
-            self.sink.on_event = self._on_event
+        self.sink.on_event = self._on_event
         self.engine = PlaybackEngine(
             PROVISIONAL_OUTPUT, max_queue_s=p["max_queue_s"], volume=p["volume"],
             background_gain=p["background.gain"], duck_gain=p["background.duck_gain"],
@@ -363,38 +362,18 @@ class SpeakerNode(Node):
             level, message = diagnostics.WARN, "queue overflowed: oldest audio dropped"
         self._warned_overflow_s = stats.dropped_overflow_s
         self._diag.publish(level, message, {
-            "state": stats.state.value,
+            **stats.diagnostics(),
             "speaking": self._speaking,
             "sink": self.sink.describe(),
             "sink_state": state.value,
-            "sink_format": stats.output.describe(),
             "input_format": self.input_format.describe() if self.input_format else "invalid",
-            "queue_s": stats.queued_s,
-            "background_queue_s": stats.background_queued_s,
-            "output_latency_ms": stats.output_latency_s * 1000.0,
-            "latency_p50_ms": stats.latency_percentile_ms(50),
-            "latency_p99_ms": stats.latency_percentile_ms(99),
             "underruns": self.sink.underruns,
-            "server_errors": getattr(self.sink, "server_errors", 0),
-            "early_answers": getattr(self.sink, "early_answers", 0),
-            "starvations": stats.starvations,
             "sink_rate_ratio": rate_ratio,
-            "played_s": stats.played_s,
-            "utterances": stats.utterances,
-            "interrupts": stats.interrupts,
-            "dropped_overflow_s": stats.dropped_overflow_s,
-            "dropped_interrupt_s": stats.dropped_interrupt_s,
-            "dropped_background_s": stats.background_dropped_s,
-            "dropped_late_chunks": stats.late_chunks,
-            "dropped_invalid_chunks": stats.invalid_chunks,
             "invalid_infos": self._invalid_infos,
-            "repaired_chunks": stats.repaired_chunks,
-            "non_finite_samples": stats.non_finite_samples,
-            "clipped_samples": stats.clipped_samples,
             "sink_failures": self.loop.failures,
             "errors": errors,
             "last_error": last_error,
-            **getattr(self.sink, "diagnostics", dict)(),
+            **self.sink.diagnostics(),
         })
 
     def destroy_node(self) -> None:
