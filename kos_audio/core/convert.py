@@ -163,9 +163,16 @@ class StreamConverter:
             return bytes(data)
         return from_float(self.to_frames(data), self.target.sample_format)
 
+    def flush_frames(self) -> Frames:
+        """End of stream: the resampler's tail, float frames in the target's rate/channels.
+
+        Not encoded (see :meth:`flush` for bytes); the converter starts afresh.
+        """
+        return self._resampler.flush()
+
     def flush(self) -> bytes:
         """End of stream: the resampler's tail as target bytes; the converter starts afresh."""
-        tail = self._resampler.flush()
+        tail = self.flush_frames()
         return from_float(tail, self.target.sample_format) if len(tail) else b""
 
     def reset(self) -> None:

@@ -22,7 +22,6 @@ from kos_audio.core.convert import (
     StreamConverter,
     count_non_finite,
     remix,
-    to_float,
 )
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.stamping import NS_PER_S
@@ -143,9 +142,7 @@ class InputStream:
         self.pending = False
         if self._converter is None:
             return np.zeros((0, self.output.channels), np.float32)
-        stage = self._converter.target
-        # StreamConverter hands its tail out encoded; F32LE makes the round trip exact.
-        return remix(to_float(self._converter.flush(), stage), self.output.channels)
+        return remix(self._converter.flush_frames(), self.output.channels)
 
     def reset(self) -> None:
         """Forget the stream (interrupt): what the resampler holds is discarded."""

@@ -145,6 +145,24 @@ class ChunkStamper:
         self._emit(self._converter.process(block.data), out)
         return out
 
+    def follow(self, source: AudioFormat) -> list[StampedChunk]:
+        """Take blocks in ``source`` format from now on (a source reopened in another format).
+
+        Ends the current timeline as a discontinuity would: its last chunks are returned, the
+        next block anchors a new one, and it counts as one re-anchor. Returns ``[]`` and
+        changes nothing when ``source`` is the current format.
+        """
+        if source == self.source:
+            return []
+        out: list[StampedChunk] = []
+        if self._clock.anchored:
+            out = self.flush()
+            self.reanchors += 1
+        self.source = source
+        self._converter = StreamConverter(source, self.target)
+        self._clock = SampleClock(self.target.sample_rate_hz)  # anchored by the next push
+        return out
+
     def flush(self) -> list[StampedChunk]:
         """End the current timeline: return the resampler tail and the partial chunk."""
         out: list[StampedChunk] = []

@@ -35,6 +35,7 @@ from kos_audio.ros.params import (
     Param,
     ParameterError,
     declare_all,
+    device_latency,
     on_parameters_set,
     qos_params,
 )
@@ -91,7 +92,7 @@ class MicNode(Node):
         self.source_name: str = p["source"]
         config = SourceConfig(
             format=self.audio_format, block_ms=p["chunk_ms"], device=p["device"],
-            device_latency=_latency(p["device_latency"]),
+            device_latency=device_latency(p["device_latency"]),
             tone_frequency_hz=p["tone.frequency_hz"], tone_amplitude=p["tone.amplitude"],
             file_path=p["file.path"], file_loop=p["file.loop"],
             kos_address=p["kos.address"], kos_timeout_s=p["kos.timeout_s"],
@@ -138,19 +139,17 @@ class MicNode(Node):
             self._restart_pending = False
             block = dataclasses.replace(block, discontinuity=True)
         stamper = self._stamper
-        if stamper is None or stamper.source != self.source.format:
-            # First block, or the source reopened in another format: a new timeline.
-            if stamper is not None:
-                self._publish_chunks(stamper.flush())
-            reanchors = stamper.reanchors + 1 if stamper is not None else 0
-            stamper = ChunkStamper(self.source.format, self.audio_format, self.chunk_frames,
-                                   clock_offset_ns=self._clock_offset_ns)
-            stamper.reanchors = reanchors
-            self._stamper = stamper
-            if self.source.format != self.audio_format:
-                self.get_logger().info(
-                    f"{self.source.describe()} delivers {self.source.format.describe()}; "
-                    f"converting to {self.audio_format.describe()}")
+        fmt = self.source.format  # known once the source is open
+        if stamper is None or stamper.source != fmt:
+            if stamper is None:
+                stamper = self._stamper = ChunkStamper(
+                    fmt, self.audio_format, self.chunk_frames,
+                    clock_offset_ns=self._clock_offset_ns)
+            else:  # reopened in another format: a new timeline
+                self._publish_chunks(stamper.follow(fmt))
+            if fmt != self.audio_format:
+                self.get_logger().info(f"{self.source.describe()} delivers {fmt.describe()}; "
+                                       f"converting to {self.audio_format.describe()}")
         self._publish_chunks(stamper.push(block))
 
     def _publish_chunks(self, chunks: list[Any]) -> None:
@@ -238,13 +237,6 @@ class MicNode(Node):
         """Stop capture (closing the source) before the node goes away."""
         self._capture.stop()
         super().destroy_node()
-
-
-def _latency(text: str) -> str | float:
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def main(args: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from kos_audio.ros.params import (
     Param,
     ParameterError,
     declare_all,
+    device_latency,
     on_parameters_set,
     qos_params,
 )
@@ -136,7 +137,7 @@ class SpeakerNode(Node):
             sample_rate_hz=rate, channels=p["channels"],
             sample_format=SampleFormat.parse(p["sample_format"]) if p["sample_format"] else None,
             block_ms=p["block_ms"], device=p["device"],
-            device_latency=_latency(p["device_latency"]), file_path=p["file.path"],
+            device_latency=device_latency(p["device_latency"]), file_path=p["file.path"],
             kos_address=p["kos.address"], kos_timeout_s=p["kos.timeout_s"],
             kos_output_latency_s=p["kos.output_latency_s"],
             resonite_socket=p["resonite.socket"], resonite_lead_ms=p["resonite.lead_ms"],
@@ -392,13 +393,6 @@ class SpeakerNode(Node):
             # before the publisher goes away.
             self._pub_speaking.wait_for_all_acked(Duration(seconds=0.5))
         super().destroy_node()
-
-
-def _latency(text: str) -> str | float:
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def main(args: list[str] | None = None) -> int:

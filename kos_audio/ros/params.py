@@ -166,3 +166,11 @@ def on_parameters_set(node: Node, apply: Callable[[list[Parameter]], None]) -> N
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(apply_and_accept)
+
+
+def device_latency(text: str) -> str | float:
+    """A ``device_latency`` parameter for PortAudio: ``"high"``/``"low"``, or seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        return text

@@ -107,3 +107,21 @@ def test_backoff_grows_caps_and_forgives_after_a_healthy_run() -> None:
     assert [b.after_failure(0.1) for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
     assert b.after_failure(60.0) == 0.2  # a long healthy run starts the growth again
     assert b.after_failure(0.0) == 0.4
+
+
+def test_stamper_follows_a_source_reopened_in_another_format() -> None:
+    s16 = AudioFormat(16000, 1, SampleFormat.S16LE)
+    f32 = AudioFormat(48000, 1, SampleFormat.F32LE)
+    stamper = ChunkStamper(s16, s16, 320)
+    assert stamper.follow(s16) == []  # unchanged: nothing happens
+    out = stamper.push(CapturedBlock(b"\1\0" * 400, capture_time_ns=1_000_000_000))
+    assert [c.frames for c in out] == [320]
+    tail = stamper.follow(f32)  # the old timeline ends with its partial chunk
+    assert [(c.frames, c.stamp_ns) for c in tail] == [(80, 1_020_000_000)]
+    assert stamper.reanchors == 1
+    out = stamper.push(CapturedBlock(np.zeros(960, "<f4").tobytes(),
+                                     capture_time_ns=5_000_000_000))
+    out += stamper.flush()
+    assert out[0].stamp_ns == 5_000_000_000  # a new timeline from the new block
+    assert abs(sum(c.frames for c in out) - 320) <= 2
+    assert stamper.reanchors == 1  # the new anchor is the one counted by follow()
