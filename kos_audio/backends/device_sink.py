@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Any
 
-from kos_audio.backends.portaudio import DeviceInfo, find_device, open_stream, sounddevice
+from kos_audio.backends.portaudio import DeviceInfo, DeviceLookup, open_stream, sounddevice
 from kos_audio.core.convert import from_float
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import AudioSink, PullCallback
@@ -63,7 +63,7 @@ class DeviceSink(AudioSink):
         self._stream: Any = None
         self._lock = threading.Lock()
         self._pull: PullCallback | None = None
-        self._reopen = False
+        self._lookup = DeviceLookup(device, output=True)
         self._last_callback = 0.0
         self._audible = False
         self._error: BaseException | None = None
@@ -105,9 +105,7 @@ class DeviceSink(AudioSink):
             BackendError: no such device, or PortAudio refuses every format tried.
 
         """
-        # After a failure the device list may have changed (USB replugged, server restarted).
-        self.device = find_device(self._spec, output=True, refresh=self._reopen)
-        self._reopen = True
+        self.device = self._lookup.find()
         default_rate = round(self.device.default_sample_rate_hz)
         channels = self._channels or min(NATIVE_MAX_CHANNELS, self.device.max_output_channels)
         first = AudioFormat(self._rate or default_rate, channels, self._sample_format)

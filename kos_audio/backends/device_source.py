@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from kos_audio.backends.portaudio import DeviceInfo, find_device, open_stream, sounddevice
+from kos_audio.backends.portaudio import DeviceInfo, DeviceLookup, open_stream, sounddevice
 from kos_audio.core.capture import drain
 from kos_audio.core.formats import AudioFormat
 from kos_audio.core.interfaces import AudioSource, CapturedBlock
@@ -46,7 +46,7 @@ class DeviceSource(AudioSource):
         self._lock = threading.Lock()
         self._lost = False
         self._last_block_mono = 0.0
-        self._reopen = False
+        self._lookup = DeviceLookup(device, output=False)
         self.device: DeviceInfo | None = None
         self.overflows = 0
         self.input_latency_s = 0.0
@@ -63,9 +63,7 @@ class DeviceSource(AudioSource):
             BackendError: no such device, or PortAudio refuses every format tried.
 
         """
-        # After a failure the device list may have changed (USB replugged, server restarted).
-        self.device = find_device(self._spec, output=False, refresh=self._reopen)
-        self._reopen = True
+        self.device = self._lookup.find()
         stream, self._format = open_stream(
             self.device, output=False,
             rates=[self._requested.sample_rate_hz, round(self.device.default_sample_rate_hz)],

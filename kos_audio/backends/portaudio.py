@@ -21,7 +21,8 @@ except OSError as _err:  # the Python module is there but libportaudio is not
         f"PortAudio is missing ({_err}); install it: apt-get install libportaudio2"
     ) from _err
 
-__all__ = ["DTYPES", "DeviceInfo", "find_device", "list_devices", "open_stream", "sounddevice"]
+__all__ = ["DTYPES", "DeviceInfo", "DeviceLookup", "find_device", "list_devices", "open_stream",
+           "sounddevice"]
 
 #: PortAudio dtype names per sample format.
 DTYPES = {
@@ -98,6 +99,25 @@ def find_device(spec: str, *, output: bool, refresh: bool = False) -> DeviceInfo
     reason = f"several {kind} devices match {spec!r} ({which})" if match else (
         f"no {kind} device matches {spec!r}")
     raise BackendError(f"{reason}; {kind} devices: {names}")
+
+
+class DeviceLookup:
+    """Finds the device ``spec`` names, afresh on every lookup after the first.
+
+    PortAudio enumerates devices once; after a failure the list may have changed (USB
+    replugged, sound server restarted), so a reopen re-enumerates.
+    """
+
+    def __init__(self, spec: str, *, output: bool) -> None:
+        self.spec = spec
+        self.output = output
+        self._looked = False
+
+    def find(self) -> DeviceInfo:
+        """The device, as :func:`find_device` (raises its BackendError)."""
+        device = find_device(self.spec, output=self.output, refresh=self._looked)
+        self._looked = True
+        return device
 
 
 def open_stream(
