@@ -123,3 +123,21 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str = "cond
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s: {what}")
         time.sleep(0.02)
+
+
+def wait_recorder_has_format(probe: Any, node: str, timeout_s: float = 30.0) -> None:
+    """Until the recorder's /diagnostics say it has an audio_info (so ``~/start`` can work)."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    name = node.lstrip("/")
+    diags = probe.subscribe(DiagnosticArray, "/diagnostics")
+
+    def has_format() -> bool:
+        for array in diags.messages:
+            for status in array.status:
+                if status.name == name:
+                    values = {kv.key: kv.value for kv in status.values}
+                    if not values.get("input_format", "no ").startswith("no "):
+                        return True
+        return False
+    wait_until(has_format, timeout_s, f"{node} reporting its input format")

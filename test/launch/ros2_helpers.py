@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kos_testing.ros import wait_until
+from kos_testing.ros import wait_recorder_has_format, wait_until  # noqa: F401 (re-exported)
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The venv this test runs in is the ROS prefix (scripts/setup.sh makes it one).
@@ -293,19 +293,29 @@ def assert_config_loaded(probe: Any, node: str, config: str, *, overridden: Iter
     assert not wrong, f"{node}: parameters differing from config/{config}: {wrong}"
 
 
-def wait_recorder_has_format(probe: Any, node: str, timeout_s: float = 30.0) -> None:
-    """Until the recorder's /diagnostics say it has an audio_info (so ``~/start`` can work)."""
-    from diagnostic_msgs.msg import DiagnosticArray
+def wait_answering(probe: Any, node: str, timeout_s: float = 60.0,
+                   session: Session | None = None) -> None:
+    """Until ``node`` answers a ``get_parameters`` call.
 
-    name = node.lstrip("/")
-    diags = probe.subscribe(DiagnosticArray, "/diagnostics")
+    Proves a live node of that name: a graph entry left behind by an earlier process of the
+    same name (its goodbye lost, waiting out the DDS lease) answers nothing. A request sent
+    before the live node's service was matched is never delivered to it, so a new one is
+    sent each second until one is answered or ``timeout_s`` passes.
+    """
+    from rcl_interfaces.srv import GetParameters
 
-    def has_format() -> bool:
-        for array in diags.messages:
-            for status in array.status:
-                if status.name == name:
-                    values = {kv.key: kv.value for kv in status.values}
-                    if not values.get("input_format", "no ").startswith("no "):
-                        return True
-        return False
-    wait_until(has_format, timeout_s, f"{node} reporting its input format")
+    client = probe.node.create_client(GetParameters, f"{node}/get_parameters")
+    pending: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not any(f.done() for f in pending):
+            if session is not None and not session.alive():
+                raise AssertionError(f"{session.argv} ended:\n{session.output}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{node} did not answer get_parameters in {timeout_s} s")
+            pending.append(client.call_async(GetParameters.Request(names=["use_sim_time"])))
+            next_send = time.monotonic() + 1.0
+            while time.monotonic() < next_send and not any(f.done() for f in pending):
+                time.sleep(0.02)
+    finally:
+        probe.node.destroy_client(client)

@@ -35,10 +35,10 @@ from kos_testing.ros import wait_until
 from ros2_helpers import (
     ROOT,
     Session,
-    node_names,
     require_ros2,
     ros2,
     ros2_env,
+    wait_answering,
     wait_for_nodes,
     wait_recorder_has_format,
 )
@@ -379,6 +379,6 @@ def test_doc_command(cmd: DocCommand, ros: Any, ctx: Context,
     nodes = expected_nodes(argv)
     with Session(argv, env=env, cwd=ctx.tmp) as run:
         wait_for_nodes(ros, nodes, session=run)
+        for node in nodes:  # the graph may still list an earlier command's node of that name
+            wait_answering(ros, node, session=run)
         run.assert_clean_ctrl_c()
-    # Gone from the graph, so the next command's nodes of the same name are seen anew.
-    wait_until(lambda: not set(nodes) & node_names(ros), 15, f"{nodes} leaving the graph")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from kos_testing.procs import NodeProcess
-from kos_testing.ros import LATCHED, wait_until
+from kos_testing.ros import LATCHED, wait_recorder_has_format, wait_until
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
@@ -149,6 +149,7 @@ def test_recorder_finishes_its_recording_on_a_signal(ros: Any, namespace: str,
                            params={"output_dir": str(tmp_path)}).start()
     try:
         stamped.wait_for(5, timeout_s=30)
+        wait_recorder_has_format(ros, f"{namespace}/recorder")  # its audio_info has arrived
         answer = ros.call(Trigger, "recorder/start", Trigger.Request(), timeout_s=30)
         assert answer.success, answer.message
         path = Path(answer.message)
