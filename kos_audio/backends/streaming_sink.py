@@ -1,12 +1,12 @@
 """The common base of sinks that send each utterance as one streaming call (KOS, Resonite IO).
 
-:class:`StreamingSink` owns what those sinks share: the pacing thread (a
-:class:`~kos_audio.core.pacing.PacedPuller`), the generation counter that makes blocks pulled
-before an interrupt stale, interrupt-as-cancel, dropping the engine's interrupt fade
-(:attr:`~kos_audio.core.interfaces.PlaybackBlock.fade_frames`), the list of calls this side
-ended and awaits, the pacing failure :meth:`check` reports, and the common counters. A
-subclass only places, feeds and ends a call (:meth:`StreamingSink._feed`) and reaps finished
-ones (:meth:`StreamingSink._check_calls`).
+:class:`StreamingSink` owns what those sinks share beyond a
+:class:`~kos_audio.backends.paced_sink.PacedSink`'s pacing thread: the generation counter
+that makes blocks pulled before an interrupt stale, interrupt-as-cancel, dropping the engine's
+interrupt fade (:attr:`~kos_audio.core.interfaces.PlaybackBlock.fade_frames`), the list of
+calls this side ended and awaits, the pacing failure :meth:`check` reports, and the common
+counters. A subclass only places, feeds and ends a call (:meth:`StreamingSink._feed`) and
+reaps finished ones (:meth:`StreamingSink._check_calls`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import threading
 import time
 from typing import Generic, Protocol, TypeVar
 
+from kos_audio.backends.paced_sink import PacedSink
 from kos_audio.core.formats import AudioFormat
-from kos_audio.core.interfaces import AudioSink, PlaybackBlock, PullCallback
+from kos_audio.core.interfaces import PlaybackBlock
 from kos_audio.core.pacing import PacedPuller
 from kos_audio.errors import BackendError
 
@@ -57,7 +58,7 @@ class Utterance:
 U = TypeVar("U", bound=Utterance)
 
 
-class StreamingSink(AudioSink, Generic[U]):
+class StreamingSink(PacedSink, Generic[U]):
     """A sink paced by a :class:`PacedPuller` that sends each utterance as one call.
 
     Threads: the pacing thread pulls and calls :meth:`_feed` (lock held), which may place a
@@ -69,9 +70,7 @@ class StreamingSink(AudioSink, Generic[U]):
     :meth:`_disconnect`, :meth:`open` and :meth:`describe`, and may extend :meth:`_reset`.
 
     Args:
-        fmt: the format until :meth:`open` negotiates one (:meth:`_set_format`).
-        block_ms: the pacing period (ms); converted to frames once per format.
-        thread_name: the pacing thread's name.
+        fmt, block_ms, thread_name: as for :class:`PacedSink`.
         lead_s: how far ahead of real time the server is kept (s); :attr:`_lead_frames` at
             the format's rate.
         count_late_pulls: a pull later than the lead while a call is open counts as an
@@ -79,55 +78,24 @@ class StreamingSink(AudioSink, Generic[U]):
 
     """
 
+    _stop_timeout_s = 2.0
+
     def __init__(self, fmt: AudioFormat, *, block_ms: float, thread_name: str,
                  lead_s: float, count_late_pulls: bool) -> None:
-        self._block_ms = block_ms
-        self._thread_name = thread_name
         self._lead_s = lead_s
         self._count_late_pulls = count_late_pulls
-        self._set_format(fmt)
+        super().__init__(fmt, block_ms=block_ms, thread_name=thread_name)
         self._lock = threading.Lock()  # everything below: short sections, no network waits
-        self._puller: PacedPuller | None = None
-        self._pull: PullCallback | None = None
         self._utterance: U | None = None  # the open call, if any
         self._finished: list[U] = []  # calls this side ended, awaiting their answer
         self._generation = 0  # bumped by interrupt(): blocks pulled before it are stale
         self._pulled_generation = 0  # the generation when the last block was pulled
-        self._late_pulls = 0  # of pullers that ran before the current one
-        self._underruns = 0  # counted by the subclass's own buffer model
         #: Calls placed (one per utterance).
         self.streams = 0
         #: Calls cancelled by :meth:`interrupt`.
         self.cancelled_streams = 0
 
     # -- AudioSink -------------------------------------------------------------------------
-    @property
-    def format(self) -> AudioFormat:
-        """The negotiated format (the requested one before :meth:`open`)."""
-        return self._format
-
-    @property
-    def block_frames(self) -> int:
-        """Frames per pull at :attr:`format`'s rate (``block_ms`` converted once)."""
-        return self._block_frames
-
-    @property
-    def underruns(self) -> int:
-        """Pulls later than the lead while a call was open, plus the subclass's own count."""
-        puller = self._puller
-        return self._late_pulls + self._underruns + (puller.underruns if puller else 0)
-
-    def start(self, pull: PullCallback) -> None:
-        """Start the pacing thread: one pull per block period from now on (returns at once)."""
-        if self._puller is not None:
-            return
-        self._pull = pull
-        puller = PacedPuller(self._format.sample_rate_hz, self._block_frames, self._consume,
-                             name=self._thread_name, late_frames=self._lead_frames,
-                             playing=self._streaming)
-        self._puller = puller
-        puller.start(self._pull_block)
-
     def check(self) -> None:
         """Raise what went wrong since :meth:`start` (the playback loop's thread; no waiting).
 
@@ -136,10 +104,9 @@ class StreamingSink(AudioSink, Generic[U]):
                 call.
 
         """
-        puller = self._puller
-        if puller is not None and puller.error is not None:
-            raise BackendError(f"{self.describe()}: pacing failed: {puller.error!r}"
-                               ) from puller.error
+        error = self._pacing_error()
+        if error is not None:
+            raise BackendError(f"{self.describe()}: pacing failed: {error!r}") from error
         self._check_calls()
 
     def interrupt(self) -> None:
@@ -161,10 +128,7 @@ class StreamingSink(AudioSink, Generic[U]):
 
     def close(self) -> None:
         """Stop pacing, cancel open and awaited calls, disconnect; idempotent, any thread."""
-        puller, self._puller = self._puller, None
-        if puller is not None:
-            puller.stop(2.0)
-            self._late_pulls += puller.underruns
+        super().close()
         with self._lock:
             calls = ([self._utterance] if self._utterance is not None else []) + self._finished
             self._utterance, self._finished = None, []
@@ -178,8 +142,7 @@ class StreamingSink(AudioSink, Generic[U]):
     # -- for subclasses --------------------------------------------------------------------
     def _set_format(self, fmt: AudioFormat) -> None:
         """Adopt ``fmt`` (at construction and on :meth:`open`): block and lead in its frames."""
-        self._format = fmt
-        self._block_frames = fmt.frames_for_ms(self._block_ms)
+        super()._set_format(fmt)
         self._lead_frames = round(self._lead_s * fmt.sample_rate_hz)
 
     def _emit(self, kind: str, message: str) -> None:
@@ -192,11 +155,16 @@ class StreamingSink(AudioSink, Generic[U]):
         # Pacing thread: is a call open (so a pull later than the lead starved the server)?
         return self._count_late_pulls and self._utterance is not None
 
+    def _new_puller(self) -> PacedPuller:
+        """Late only beyond the lead; "playing" while a call is open (see ``count_late_pulls``)."""
+        return PacedPuller(self._format.sample_rate_hz, self._block_frames, self._consume,
+                           name=self._thread_name, late_frames=self._lead_frames,
+                           playing=self._streaming)
+
     def _pull_block(self, frames: int) -> PlaybackBlock:
         """Pull from the engine, noting the generation first (pacing thread only)."""
         self._pulled_generation = self._generation
-        assert self._pull is not None
-        return self._pull(frames)
+        return super()._pull_block(frames)
 
     def _consume(self, block: PlaybackBlock) -> None:
         """The pacing thread's handler of each block; Resonite extends it to top up."""

@@ -1,60 +1,16 @@
-"""The playback engine and its sink loop, on real arrays, real threads and the real null and
-file sinks (no ROS, no device).
-"""
+"""The playback engine on real arrays and real threads (no ROS, no device)."""
 
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
+from playback_helpers import BLOCK, OUT, S16, drain, feed, peak_hz, tone
 
-from kos_audio.backends import SinkConfig, create_sink
-from kos_audio.core import AudioFormat, PlaybackEngine, PlaybackLoop, SampleFormat, SinkState
+from kos_audio.core import AudioFormat, PlaybackEngine, SampleFormat
 from kos_audio.core.playback import FADE_S, DropReason, PlaybackState
-from kos_audio.errors import BackendError
-
-OUT = AudioFormat(48000, 2, SampleFormat.F32LE)
-S16 = AudioFormat(16000, 1, SampleFormat.S16LE)
-BLOCK = 960  # 20 ms at 48 kHz
-
-
-def tone(freq: float, seconds: float, fmt: AudioFormat = S16, amp: float = 0.5) -> bytes:
-    n = round(seconds * fmt.sample_rate_hz)
-    x = amp * np.sin(2 * np.pi * freq * np.arange(n) / fmt.sample_rate_hz)
-    x = np.repeat(x[:, None], fmt.channels, axis=1)
-    if fmt.sample_format is SampleFormat.F32LE:
-        return x.astype("<f4").tobytes()
-    return np.round(x * 32767).astype("<i2").tobytes()
-
-
-def feed(engine: PlaybackEngine, data: bytes, fmt: AudioFormat = S16, chunk_ms: int = 20,
-         **kw: object) -> None:
-    step = fmt.frame_bytes * fmt.frames_for_ms(chunk_ms)
-    for i in range(0, len(data), step):
-        engine.enqueue(data[i : i + step], fmt, now_ns=time.time_ns(), **kw)  # type: ignore[arg-type]
-
-
-def drain(engine: PlaybackEngine, max_blocks: int = 1000) -> tuple[np.ndarray, int]:
-    """Pull until speech ran dry (ticking like the sink loop does); samples and audible."""
-    out, audible = [], 0
-    time.sleep(0.05)  # the producer is idle: the resampler tail may be flushed
-    for _ in range(max_blocks):
-        engine.flush_idle()
-        block = engine.pull(BLOCK)
-        out.append(block.samples)
-        audible += block.audible_frames
-        if block.audible_frames < BLOCK:
-            break
-    return np.concatenate(out), audible
-
-
-def peak_hz(x: np.ndarray, rate: int) -> float:
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    return float(np.argmax(spectrum) * rate / len(x))
 
 
 def test_empty_engine_pulls_silence() -> None:
@@ -225,61 +181,6 @@ def test_producer_and_sink_threads_lose_nothing() -> None:
     stop.set()
     thread.join()
     assert sum(pulled) == 96000
-
-
-def test_loop_plays_into_a_real_file_in_real_time(tmp_path: Path) -> None:
-    path = tmp_path / "out.wav"
-    sink = create_sink("file", SinkConfig(file_path=str(path), sample_rate_hz=16000,
-                                          channels=1, sample_format=SampleFormat.S16LE))
-    engine = PlaybackEngine(OUT)
-    events: list[tuple[str, str]] = []
-    loop = PlaybackLoop(sink, engine, on_event=lambda k, m: events.append((k, m)))
-    loop.start()
-    deadline = time.monotonic() + 5
-    while loop.state is not SinkState.RUNNING and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert engine.output == sink.format  # the engine converts to what the sink opened
-    t0 = time.monotonic()
-    feed(engine, tone(440, 0.5))
-    while engine.speaking() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    elapsed = time.monotonic() - t0
-    loop.stop()
-    assert elapsed >= 0.45  # paced to real time, not written as fast as possible
-    data, rate = soundfile.read(str(path), dtype="float32")
-    assert rate == 16000
-    loud = np.flatnonzero(np.abs(data) > 0.05)
-    assert (loud[-1] - loud[0]) / rate == pytest.approx(0.5, abs=0.01)
-    assert peak_hz(data[loud[0] : loud[-1]], 16000) == pytest.approx(440, abs=3)
-    assert events[0][0] == "opened"
-
-
-def test_loop_reopens_a_failing_sink_with_backoff(tmp_path: Path) -> None:
-    # A file sink whose directory does not exist yet: open fails until it is created.
-    path = tmp_path / "later" / "out.wav"
-    sink = create_sink("file", SinkConfig(file_path=str(path)))
-    engine = PlaybackEngine(OUT)
-    events: list[str] = []
-    loop = PlaybackLoop(sink, engine, on_event=lambda k, m: events.append(k))
-    loop.start()
-    deadline = time.monotonic() + 5
-    while not loop.failures and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert loop.failures >= 1 and "cannot write audio file" in loop.last_error
-    assert loop.state in (SinkState.BACKOFF, SinkState.OPENING)
-    path.parent.mkdir()
-    while loop.state is not SinkState.RUNNING and time.monotonic() < deadline:
-        time.sleep(0.01)
-    loop.stop()
-    assert loop.state is SinkState.STOPPED and events[:1] == ["error"] and "opened" in events
-    assert path.exists()
-
-
-def test_unknown_sink_and_missing_file_path_are_clear_errors() -> None:
-    with pytest.raises(BackendError, match="unknown sink 'nope'; choose one of device"):
-        create_sink("nope", SinkConfig())
-    with pytest.raises(BackendError, match=r"file\.path"):
-        create_sink("file", SinkConfig())
 
 
 def test_a_producer_in_lockstep_is_not_a_starvation_but_a_late_one_is() -> None:
