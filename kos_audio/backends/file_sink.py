@@ -1,8 +1,9 @@
 """An audio file as a sink (WAV, FLAC, OGG Vorbis), written in real time and crash-readable.
 
-The file is written by the recorder's writers (:func:`kos_audio.core.recording.sinks.open_sink`):
-one container/subtype table for the recorder and the speaker, a WAV header kept valid while
-writing, and libsndfile's FLAC rules (8-24 bit integers only).
+The file is written by the recorder's writers
+(:func:`kos_audio.core.recording.writers.open_writer`): one container/subtype table for the
+recorder and the speaker, a WAV header kept valid while writing, and libsndfile's FLAC rules
+(8-24 bit integers only).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from kos_audio.core.convert import from_float
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import PlaybackBlock
 from kos_audio.core.recording.errors import RecordingError
-from kos_audio.core.recording.sinks import Container, open_sink
-from kos_audio.core.recording.sinks import FileSink as ContainerWriter
 from kos_audio.core.recording.wavfile import WavWriter
+from kos_audio.core.recording.writers import Container, FileWriter, open_writer
 from kos_audio.errors import BackendError
 
 #: What a file gets when the node requests no format: a typical device's.
@@ -97,7 +97,7 @@ class FileSink(PacedSink):
         fmt = requested if self.container is None else self.container.file_format(requested)
         super().__init__(fmt, block_ms=block_ms, thread_name="kos_audio-file-sink")
         self._lock = threading.Lock()  # close() may come from another thread mid-write
-        self._writer: ContainerWriter | None = None
+        self._writer: FileWriter | None = None
         self._current: Path | None = None  # the file being (or last) written
         self._current_frames = 0  # frames written into it
         self._next_index = 1  # of the next continuation file
@@ -125,7 +125,7 @@ class FileSink(PacedSink):
         self.close()  # a leftover writer is finished first, never abandoned
         target, fd = self._create()
         try:
-            writer = open_sink(fd, self.container, self._format)  # owns fd from here
+            writer = open_writer(fd, self.container, self._format)  # owns fd from here
         except RecordingError as err:
             with contextlib.suppress(OSError):
                 target.unlink()  # an empty start: no litter from retries

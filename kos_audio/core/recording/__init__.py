@@ -42,8 +42,8 @@ from kos_audio.core.recording.sidecar import (
     read_sidecar,
     sha256_of,
 )
-from kos_audio.core.recording.sinks import Container
 from kos_audio.core.recording.wavfile import WavWriter, repair_wav
+from kos_audio.core.recording.writers import Container
 
 __all__ = [
     "Recorder",

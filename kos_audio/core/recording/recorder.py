@@ -39,7 +39,7 @@ from kos_audio.core.recording.recording import (
     RecordingOptions,
     RecordingSummary,
 )
-from kos_audio.core.recording.sinks import Container
+from kos_audio.core.recording.writers import Container
 from kos_audio.core.stamping import NS_PER_S
 from kos_audio.errors import AudioFormatError
 

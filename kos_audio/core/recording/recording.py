@@ -24,7 +24,7 @@ from kos_audio.core.formats import AudioFormat
 from kos_audio.core.recording.errors import RecordingError
 from kos_audio.core.recording.naming import ClaimedFile
 from kos_audio.core.recording.sidecar import iso8601, sha256_of, write_sidecar
-from kos_audio.core.recording.sinks import Container, FileSink, open_sink
+from kos_audio.core.recording.writers import Container, FileWriter, open_writer
 from kos_audio.core.stamping import NS_PER_S
 from kos_audio.errors import KosAudioError
 
@@ -154,7 +154,7 @@ class Recording:
         rate = self.format.sample_rate_hz
         self._max_frames = round(options.max_duration_s * rate) if options.max_duration_s else 0
         self._max_fill_ns = int(options.gaps.max_fill_s * NS_PER_S)
-        self._sink: FileSink = open_sink(claimed.fd, options.container, self.format)
+        self._sink: FileWriter = open_writer(claimed.fd, options.container, self.format)
         self._converter: StreamConverter | None = None
         self.frames = 0  # frames in the file
         self._first_ns: int | None = None  # stamp of the file's first frame

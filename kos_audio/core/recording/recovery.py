@@ -21,8 +21,8 @@ from typing import Any
 from kos_audio.core.recording.errors import RecordingError
 from kos_audio.core.recording.naming import SIDECAR_SUFFIX
 from kos_audio.core.recording.sidecar import iso8601, read_sidecar, sha256_of, write_sidecar
-from kos_audio.core.recording.sinks import Container
 from kos_audio.core.recording.wavfile import repair_wav
+from kos_audio.core.recording.writers import Container
 from kos_audio.core.stamping import NS_PER_S
 
 #: Frames decoded per read while counting a FLAC/OGG: libsndfile's FLAC frame size, so the

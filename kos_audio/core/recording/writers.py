@@ -1,4 +1,4 @@
-"""File containers a recording can be written in, behind one small sink interface.
+"""File containers a recording (or the speaker's file sink) is written in, one interface.
 
 ``wav`` is written by :class:`~kos_audio.core.recording.wavfile.WavWriter` (header kept valid
 while writing); ``flac`` and ``ogg`` (Vorbis) by libsndfile through ``soundfile``, which writes
@@ -65,7 +65,7 @@ class Container(enum.Enum):
         return f"PCM_{fmt.sample_format.bit_depth}"
 
 
-class FileSink(Protocol):
+class FileWriter(Protocol):
     """Where a recording's samples go.
 
     One writer thread; every method may raise :class:`RecordingError`, after which the file
@@ -90,7 +90,7 @@ class FileSink(Protocol):
         ...
 
 
-class SoundFileSink:
+class SoundFileWriter:
     """FLAC or OGG Vorbis through libsndfile, on an already created descriptor (owned).
 
     Samples are handed to libsndfile as integers of the file's width (or float32 for Vorbis),
@@ -161,7 +161,7 @@ class SoundFileSink:
                                  f"{err}") from err
 
 
-def open_sink(fd: int, container: Container, fmt: AudioFormat) -> FileSink:
+def open_writer(fd: int, container: Container, fmt: AudioFormat) -> FileWriter:
     """A sink writing ``fmt`` into the new file on ``fd`` (owned by the sink from now on).
 
     ``fmt`` is already the container's (:meth:`Container.file_format`).
@@ -176,4 +176,4 @@ def open_sink(fd: int, container: Container, fmt: AudioFormat) -> FileSink:
         except RecordingError:
             os.close(fd)
             raise
-    return SoundFileSink(fd, container, fmt)
+    return SoundFileWriter(fd, container, fmt)
