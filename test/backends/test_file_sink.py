@@ -166,7 +166,7 @@ def test_a_wav_being_written_is_readable_up_to_the_last_sync(tmp_path: Path) -> 
 
 
 _CHILD = textwrap.dedent("""
-    import sys, time
+    import signal, sys
     sys.path[:0] = [sys.argv[2], sys.argv[3]]
     from test_file_sink import Feeder
     from kos_audio.backends.file_sink import FileSink
@@ -177,7 +177,7 @@ _CHILD = textwrap.dedent("""
     sink.open()
     sink.start(Feeder(1, None).pull)
     print("started", flush=True)
-    time.sleep(60)
+    signal.pause()  # writes on the pacing thread until the test kills it
 """)
 
 
@@ -189,10 +189,12 @@ def test_a_killed_writer_leaves_a_readable_wav(tmp_path: Path) -> None:
     try:
         assert child.stdout is not None and child.stdout.readline() == "started\n"
         deadline = time.monotonic() + 10
-        while soundfile.info(str(path)).frames < 2 * RATE:  # two syncs
+        while True:  # two syncs, and some audio written after the last one
+            synced = soundfile.info(str(path)).frames
+            if synced >= 2 * RATE and os.path.getsize(path) > 44 + 2 * synced:
+                break
             assert time.monotonic() < deadline and child.poll() is None
             time.sleep(0.05)
-        time.sleep(0.3)  # and some audio after the last sync
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
@@ -271,7 +273,10 @@ _FAILING_CHILD = textwrap.dedent("""
     sink.open()
     print("reopened:", sink.describe(), flush=True)
     sink.start(Feeder(1, None, offset=first).pull)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while sink.frames_written < first + 4800:  # 0.3 s into the continuation file
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
     sink.check()
     sink.close()
     print(first, sink.frames_written, flush=True)

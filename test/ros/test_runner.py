@@ -130,7 +130,8 @@ def test_speaker_file_sink_is_finished_on_a_signal(ros: Any, namespace: str, tmp
     for chunk in _tone_messages(fmt, 3.0):  # longer than the test: still speaking at the end
         audio.publish(AudioData(data=chunk))
     wait_until(lambda: any(m.data for m in speaking.messages), 30, "is_speaking true")
-    time.sleep(0.5)  # some speech written before the signal
+    # Half a second of speech written (the data, before the header's next sync).
+    wait_until(lambda: path.stat().st_size >= 44 + 16000, 30, "0.5 s of speech in the file")
     assert_clean_exit(node, SIGNALS[how])
     assert speaking.messages[-1].data is False  # said before the node went away
     with wave.open(str(path)) as wav:  # the header states what the file holds
@@ -153,7 +154,7 @@ def test_recorder_finishes_its_recording_on_a_signal(ros: Any, namespace: str,
         answer = ros.call(Trigger, "recorder/start", Trigger.Request(), timeout_s=30)
         assert answer.success, answer.message
         path = Path(answer.message)
-        time.sleep(1.0)
+        wait_until(lambda: path.stat().st_size >= 44 + 32000, 30, "1 s recorded")
         assert_clean_exit(recorder, SIGNALS["sigint_repeated"])
     finally:
         mic.stop()
