@@ -17,11 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from kos_testing.procs import NodeProcess
 from kos_testing.ros import LATCHED, wait_until
+from kos_testing.signals import tone_chunks
 from ros2_helpers import (
     assert_config_loaded,
     get_parameters,
@@ -36,7 +36,7 @@ from ros2_helpers import (
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool, Trigger
 
-from kos_audio.core import AudioFormat, SampleFormat, from_float
+from kos_audio.core import AudioFormat, SampleFormat
 from kos_audio.ros.messages import audio_info
 
 SPEECH = AudioFormat(16000, 1, SampleFormat.S16LE)
@@ -55,15 +55,6 @@ def home(tmp_path: Path) -> Path:
     return path
 
 
-def tone(fmt: AudioFormat, seconds: float, chunk_s: float = 0.02) -> list[bytes]:
-    """A 440 Hz tone in ``fmt`` as chunks of ``chunk_s``."""
-    n = round(fmt.sample_rate_hz * seconds)
-    t = np.arange(n) / fmt.sample_rate_hz
-    data = from_float((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[:, None],
-                      fmt.sample_format)
-    step = round(fmt.sample_rate_hz * chunk_s) * fmt.frame_bytes
-    return [data[i:i + step] for i in range(0, len(data), step)]
-
 
 def say(ros: Any, topic: str, seconds: float) -> None:
     """Publish ``seconds`` of speech on ``topic`` (format on ``<topic>_info``), once the node
@@ -73,7 +64,7 @@ def say(ros: Any, topic: str, seconds: float) -> None:
     ros.wait_for_subscribers(audio, timeout_s=30)
     ros.wait_for_subscribers(info, timeout_s=30)
     info.publish(audio_info(SPEECH))
-    for chunk in tone(SPEECH, seconds):
+    for chunk in tone_chunks(SPEECH, seconds):
         audio.publish(AudioData(data=chunk))
 
 

@@ -17,10 +17,11 @@ import pytest
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from kos_testing.procs import NodeProcess
 from kos_testing.ros import LATCHED, wait_recorder_has_format, wait_until
+from kos_testing.signals import tone_chunks
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
-from kos_audio.core import AudioFormat, SampleFormat, from_float
+from kos_audio.core import AudioFormat, SampleFormat
 from kos_audio.ros.messages import audio_info
 
 BIN = Path(sys.executable).parent
@@ -103,16 +104,6 @@ def test_mic_node_stops_cleanly_while_streaming_from_kos(
     assert_clean_exit(node, SIGNALS["sigint_repeated"])
 
 
-def _tone_messages(fmt: AudioFormat, seconds: float, chunk_s: float = 0.02) -> list[bytes]:
-    import numpy as np
-
-    n = round(fmt.sample_rate_hz * seconds)
-    t = np.arange(n) / fmt.sample_rate_hz
-    data = from_float((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[:, None],
-                      fmt.sample_format)
-    step = round(fmt.sample_rate_hz * chunk_s) * fmt.frame_bytes
-    return [data[i:i + step] for i in range(0, len(data), step)]
-
 
 @pytest.mark.parametrize("how", list(SIGNALS))
 def test_speaker_file_sink_is_finished_on_a_signal(ros: Any, namespace: str, tmp_path: Path,
@@ -127,7 +118,7 @@ def test_speaker_file_sink_is_finished_on_a_signal(ros: Any, namespace: str, tmp
         "sample_format": "S16LE"}).start()
     ros.wait_for_subscribers(audio)
     info.publish(audio_info(fmt))
-    for chunk in _tone_messages(fmt, 3.0):  # longer than the test: still speaking at the end
+    for chunk in tone_chunks(fmt, 3.0):  # longer than the test: still speaking at the end
         audio.publish(AudioData(data=chunk))
     wait_until(lambda: any(m.data for m in speaking.messages), 30, "is_speaking true")
     # Half a second of speech written (the data, before the header's next sync).
@@ -174,7 +165,7 @@ def _speak(ros: Any, node: NodeProcess, seconds: float) -> None:
     audio = ros.publisher(AudioData, "audio")
     ros.wait_for_subscribers(audio)
     info.publish(audio_info(fmt))
-    for chunk in _tone_messages(fmt, seconds):
+    for chunk in tone_chunks(fmt, seconds):
         audio.publish(AudioData(data=chunk))
     wait_until(lambda: any(m.data for m in speaking.messages), 30,
                f"is_speaking true\n{node.output}")
