@@ -50,6 +50,9 @@ class _Failure:
     error: BackendError
 
 
+#: After StopRecording, how long (s) close() lets the server end the stream before cancelling.
+STOP_GRACE_S = 0.5
+
 class KosSource(AudioSource):
     """Records from a KOS robot's microphone over gRPC.
 
@@ -188,16 +191,20 @@ class KosSource(AudioSource):
 
         Idempotent; any thread. A failing ``StopRecording`` (server gone) is ignored: the
         cancel ends the stream anyway. Blocks at most ``timeout_s`` (the StopRecording
-        deadline) plus a moment for the reader thread.
+        deadline), then up to STOP_GRACE_S for the stream to end, plus a moment for the reader.
         """
         with self._lock:
             client, call, reader = self._client, self._call, self._reader
             self._client, self._call, self._reader = None, None, None
-            live = call is not None and not self._ended.is_set() and call.is_active()
+            ended = self._ended
+            live = call is not None and not ended.is_set() and call.is_active()
         if live and client is not None:
             # The server may be gone or hung; cancelling below is then all we can do.
             with contextlib.suppress(BackendError):
                 client.stop_recording()
+                # StopRecording is answered before the server ends the stream: let it end
+                # normally rather than cancel it first (bounded, for a server that never does).
+                ended.wait(STOP_GRACE_S)
         if call is not None:
             call.cancel()
         if client is not None:
