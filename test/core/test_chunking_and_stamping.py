@@ -1,3 +1,4 @@
+import dataclasses
 import itertools
 
 import numpy as np
@@ -125,3 +126,46 @@ def test_stamper_follows_a_source_reopened_in_another_format() -> None:
     assert out[0].stamp_ns == 5_000_000_000  # a new timeline from the new block
     assert abs(sum(c.frames for c in out) - 320) <= 2
     assert stamper.reanchors == 1  # the new anchor is the one counted by follow()
+
+
+def _late_blocks(fmt: AudioFormat, t0: int, delays_ms: list[float]) -> list[CapturedBlock]:
+    """20 ms blocks whose first frame is at ``t0 + k * 20 ms``, each read ``delay`` late."""
+    frames = fmt.sample_rate_hz // 50
+    return [CapturedBlock(np.full(frames, k, "<i2").tobytes(),
+                          capture_time_ns=t0 + k * frames * NS_PER_S // fmt.sample_rate_hz
+                          + round(delay * 1e6))
+            for k, delay in enumerate(delays_ms)]
+
+
+def test_settling_anchors_on_the_earliest_capture_estimate() -> None:
+    # A capture time is "no earlier than": a stream's first blocks are often read late.
+    fmt = AudioFormat(16000, 1, SampleFormat.S16LE)
+    t0 = 1_700_000_000 * NS_PER_S
+    stamper = ChunkStamper(fmt, fmt, 320, settle_s=0.1)
+    blocks = _late_blocks(fmt, t0, [38.0, 21.0, 4.0, 0.5, 9.0, 2.0, 7.0, 1.0])
+    out = [stamper.push(b) for b in blocks]
+    # Held back until 100 ms (5 blocks) had arrived, then released at once, in order.
+    assert [len(o) for o in out] == [0, 0, 0, 0, 5, 1, 1, 1]
+    chunks = [c for o in out for c in o]
+    assert chunks[0].stamp_ns == t0 + 500_000  # the earliest estimate (block 3's)
+    assert [c.stamp_ns - chunks[0].stamp_ns for c in chunks] == [k * 20_000_000
+                                                                for k in range(8)]
+    assert [np.frombuffer(c.data, "<i2")[0] for c in chunks] == list(range(8))
+    assert stamper.drift_ns == 500_000  # the last block, 1 ms late, against t0 + 0.5 ms
+
+
+def test_flush_while_settling_anchors_and_loses_nothing() -> None:
+    fmt = AudioFormat(16000, 1, SampleFormat.S16LE)
+    t0 = 1_700_000_000 * NS_PER_S
+    stamper = ChunkStamper(fmt, fmt, 320, settle_s=0.2)
+    out = [c for b in _late_blocks(fmt, t0, [30.0, 3.0]) for c in stamper.push(b)]
+    assert out == []
+    chunks = stamper.flush()
+    assert [c.stamp_ns for c in chunks] == [t0 + 3_000_000, t0 + 23_000_000]
+    # A discontinuity while settling ends that timeline too (its chunk comes out).
+    restart = _late_blocks(fmt, t0 + NS_PER_S, [5.0])[0]
+    assert stamper.push(dataclasses.replace(restart, discontinuity=True)) == []
+    later = CapturedBlock(bytes(640), capture_time_ns=t0 + 2 * NS_PER_S, discontinuity=True)
+    ended = stamper.push(later)
+    assert [c.stamp_ns for c in ended] == [t0 + NS_PER_S + 5_000_000]
+    assert stamper.reanchors == 2
