@@ -611,3 +611,31 @@ def test_pykos_reference_client_agrees(make_kos_server: Callable[..., KosSoundSe
     assert got.first_message_audio == b""  # pykos sends a config-only first message
     assert got.message_count == 1 + len(played)
     assert got.data == b"".join(played)
+
+
+def test_room_carries_what_is_played_into_the_microphone_delayed_and_attenuated() -> None:
+    # The echo path the echo-cancellation tests stand on: PlayAudio's audio reaches
+    # RecordAudio 60 ms after it started playing (at its arrival), at half amplitude.
+    from servers.kos_room import Room
+
+    rate = 16000
+    room = Room(rate=rate, delay_ms=60.0, gain=0.5)
+    burst = (np.sin(2 * np.pi * 1000 * np.arange(rate // 5) / rate) * 16000).astype("<i2")
+    with KosSoundServer(room=room) as server, \
+            KosSoundClient(server.address, timeout_s=WAIT_S) as client:
+        config = AudioConfig(sample_rate=rate, bit_depth=16, channels=1)
+        record = client.record_audio(config, duration_ms=1000)
+        first = next(record)  # the recording runs: its frame 0 is on the server's clock
+        played = client.play_audio(iter([PlayAudioRequest(config=config),
+                                         PlayAudioRequest(audio_data=burst.tobytes())]))
+        assert played.result(WAIT_S).success
+        heard = np.frombuffer(first.audio_data + b"".join(r.audio_data for r in record), "<i2")
+        arrival = server.play_streams()[0].arrival_s[1]
+        started = server.record_streams()[0].started_s
+    expected_onset = round((arrival - started) * rate) + round(0.060 * rate)
+    echo = np.zeros_like(heard, dtype=np.float64)
+    end = min(len(heard), expected_onset + len(burst))
+    echo[expected_onset:end] = 0.5 * burst[: end - expected_onset]
+    assert end > expected_onset, "the burst was played after the recording ended"
+    # Exactly the burst, delayed and halved (to S16 rounding), and nothing else.
+    assert np.max(np.abs(heard - echo)) <= 1.0

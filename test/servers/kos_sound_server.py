@@ -15,6 +15,10 @@ It behaves like a KOS robot as far as a client can tell:
   the reference server does; so does a config outside the capabilities (a choice of this
   server: upstream does not document it).
 
+With a ``room`` (:class:`~servers.kos_room.Room`), ``RecordAudio`` (16-bit at the room's
+rate) serves what the robot's microphone hears instead: the user voice plus the echo of what
+``PlayAudio`` received, delayed and attenuated.
+
 Fault injection via :attr:`KosSoundServer.faults` (a :class:`Faults`; set fields before the call
 they should affect): error fields inside responses, ``success=False``, an early PlayAudio
 answer, an aborted stream, a dropped connection (the whole server stops abruptly).
@@ -49,6 +53,7 @@ from kos_audio.protocols.kos import (
     RecordAudioRequest,
     RecordAudioResponse,
 )
+from servers.kos_room import Room
 
 __all__ = [
     "Capabilities",
@@ -183,6 +188,7 @@ class RecordStreamRecord:
         outcome: ``open``, ``completed`` (duration reached), ``stopped`` (StopRecording),
             ``cancelled`` (client cancel or server stop), ``error`` (error response sent),
             ``aborted``, ``dropped`` (fault) or ``rejected`` (INVALID_ARGUMENT).
+        started_s: ``time.monotonic()`` of the recording's frame 0 (0.0 if it never started).
     """
 
     config: tuple[int, int, int] | None
@@ -190,6 +196,7 @@ class RecordStreamRecord:
     data: bytes
     chunk_sizes: tuple[int, ...]
     outcome: str
+    started_s: float = 0.0
 
 
 @dataclasses.dataclass
@@ -220,10 +227,12 @@ class _RecordState:
     data: bytearray = dataclasses.field(default_factory=bytearray)
     chunk_sizes: list[int] = dataclasses.field(default_factory=list)
     outcome: str = "open"
+    started_s: float = 0.0
 
     def snapshot(self) -> RecordStreamRecord:
         return RecordStreamRecord(
-            self.config, self.duration_ms, bytes(self.data), tuple(self.chunk_sizes), self.outcome
+            self.config, self.duration_ms, bytes(self.data), tuple(self.chunk_sizes), self.outcome,
+            self.started_s,
         )
 
 
@@ -240,6 +249,7 @@ class KosSoundServer:
         record_chunk_ms: Chunk length of RecordAudio, milliseconds (frames are rounded).
         realtime: Pace RecordAudio to real time (False: send as fast as possible).
         max_workers: Handler threads; each open stream holds one.
+        room: an echo path from PlayAudio to RecordAudio (see the module docstring).
     """
 
     def __init__(
@@ -250,7 +260,11 @@ class KosSoundServer:
         record_chunk_ms: float = 37.0,
         realtime: bool = True,
         max_workers: int = 16,
+        room: Room | None = None,
     ) -> None:
+        self.room = room
+        if room is not None:
+            room.start(time.monotonic())
         self.playback = playback
         self.recording = recording
         self.record_chunk_ms = record_chunk_ms
@@ -443,8 +457,11 @@ class KosSoundServer:
         context.add_callback(lambda: self._finish(state, "cancelled"))
         try:
             for request in requests:
+                arrival = time.monotonic()
+                if self.room is not None and state.config is not None:
+                    self.room.play(request.audio_data, state.config, arrival)
                 with self._lock:
-                    state.arrival_s.append(time.monotonic())
+                    state.arrival_s.append(arrival)
                     state.message_count += 1
                     state.data += request.audio_data
                     first = state.message_count == 1
@@ -523,6 +540,11 @@ class KosSoundServer:
         chunk_frames = max(1, round(sample_rate * self.record_chunk_ms / 1000.0))
         total_frames = sample_rate * state.duration_ms // 1000 if state.duration_ms else None
         start = time.monotonic()
+        with self._lock:
+            state.started_s = start
+        room = self.room if self.room is not None and bit_depth == 16 \
+            and sample_rate == self.room.rate else None
+        room_offset = round((start - self.room.t0) * sample_rate) if room is not None else 0
         position = 0
         chunk_index = 0
         while total_frames is None or position < total_frames:
@@ -553,7 +575,10 @@ class KosSoundServer:
             if state.stop.is_set():
                 self._finish(state, "stopped" if context.is_active() else "cancelled")
                 return
-            data = record_signal(sample_rate, bit_depth, channels, position, frames)
+            if room is not None:
+                data = room.record_pcm(room_offset + position, frames, channels)
+            else:
+                data = record_signal(sample_rate, bit_depth, channels, position, frames)
             with self._lock:
                 state.data += data
                 state.chunk_sizes.append(len(data))
