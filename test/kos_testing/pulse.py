@@ -35,6 +35,39 @@ class PulseServer:
     def stop(self) -> None:
         subprocess.run([str(SCRIPT), "stop", str(self.directory)], check=False)
 
+    def loopback(self, *, source: str = "speaker.monitor", sink: str = "micfeed",
+                 latency_ms: int = 60, gain: float = 1.0) -> int:
+        """Carry what ``source`` hears into ``sink`` ``latency_ms`` later, scaled by ``gain``
+        (an echo path: by default, what the virtual speaker plays reaches the virtual mic).
+
+        Returns the module index for :meth:`unload`.
+        """
+        env = {**os.environ, **self.env}
+        out = subprocess.run(
+            ["pactl", "load-module", "module-loopback", f"source={source}", f"sink={sink}",
+             f"latency_msec={latency_ms}", "source_dont_move=1", "sink_dont_move=1"],
+            check=True, capture_output=True, text=True, env=env)
+        module = int(out.stdout.strip())
+        if gain != 1.0:
+            listing = subprocess.run(["pactl", "list", "sink-inputs"], check=True,
+                                     capture_output=True, text=True, env=env).stdout
+            for block in listing.split("Sink Input #")[1:]:
+                if f"Owner Module: {module}\n" in block:
+                    index = block.split(maxsplit=1)[0]
+                    # PulseAudio volumes are cubic: 65536 * gain ** (1/3) is linear ``gain``.
+                    raw = round(65536 * gain ** (1 / 3))
+                    subprocess.run(["pactl", "set-sink-input-volume", index, str(raw)],
+                                   check=True, env=env)
+                    break
+            else:
+                raise RuntimeError(f"no sink input of loopback module {module}")
+        return module
+
+    def unload(self, module: int) -> None:
+        """Unload a module :meth:`loopback` loaded."""
+        subprocess.run(["pactl", "unload-module", str(module)], check=True,
+                       env={**os.environ, **self.env})
+
     def play(self, samples: npt.NDArray[np.int16], *, device: str, rate: int,
              channels: int = 1) -> subprocess.Popen[bytes]:
         """Start playing int16 ``samples`` into the sink ``device`` with pacat; returns at once.
