@@ -23,8 +23,11 @@ setup(
     extras_require={
         # grpcio-tools checks the shipped .desc files; pykos (upstream KOS client) cross-checks
         # the test KOS server, in a subprocess because it patches asyncio globally.
-        "test": ["pytest", "pytest-timeout", "rosbags", "ruff", "mypy", "grpcio-tools", "pykos"],
+        "test": ["pytest", "pytest-timeout", "rosbags", "ruff", "mypy", "grpcio-tools", "pykos",
+                 "av"],
         "bags": ["rosbags"],
+        # Opus and MP3 on the topics (coding_format opus / mp3): FFmpeg in PyAV's wheels.
+        "codecs": ["av"],
     },
     zip_safe=True,
     maintainer="kos_audio maintainers",
