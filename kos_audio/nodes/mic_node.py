@@ -2,9 +2,10 @@
 
 Publishes (relative names, so namespaces and remaps apply):
     ``audio`` (AudioData), ``audio_stamped`` (AudioDataStamped, stamp = time of the chunk's
-    first sample), ``audio_info`` (AudioInfo, latched, re-sent every 5 s). ``audio`` and
-    ``audio_stamped`` are only published while something subscribes to them (a subscriber,
-    ``ros2 bag record``, ``ros2 topic echo``): the stamps still count every sample.
+    first sample), ``audio_info`` (AudioInfo, latched, re-sent every 5 s). With
+    ``encoding: opus`` each message carries one Opus packet (``coding_format: opus``).
+    ``audio`` and ``audio_stamped`` are only published while something subscribes to them (a
+    subscriber, ``ros2 bag record``, ``ros2 topic echo``): the stamps still count every sample.
 Services: ``~/enable`` (std_srvs/SetBool). Diagnostics on ``/diagnostics``.
 
 Threads: the source runs on its own capture thread (and, for a device, PortAudio's callback
@@ -29,6 +30,7 @@ from std_srvs.srv import SetBool
 from kos_audio.backends import SOURCES, SourceConfig, create_source, print_devices
 from kos_audio.core import AudioFormat, CapturedBlock, CaptureLoop, ChunkStamper, SampleFormat
 from kos_audio.core.capture import CaptureState
+from kos_audio.core.codec import OpusEncoder
 from kos_audio.core.formats import supported_sample_formats
 from kos_audio.errors import KosAudioError
 from kos_audio.ros import diagnostics
@@ -65,6 +67,12 @@ PARAMS = [
           choices=tuple(f.value for f in SampleFormat)),
     Param("chunk_ms", 20.0, "Duration of one published chunk (ms)", float_range=(1.0, 1000.0)),
     Param("frame_id", "microphone", "header.frame_id of audio_stamped"),
+    Param("encoding", "pcm", "What audio/audio_stamped carry: 'pcm' (raw, coding_format wave) "
+          "or 'opus' (one Opus packet per message, for thin links; needs PyAV: pip install av; "
+          "S16LE at 8/12/16/24/48 kHz, 1-2 channels, chunk_ms 10/20/40/60)",
+          choices=("pcm", "opus")),
+    Param("opus.bitrate", 32000, "encoding=opus: bits/s (speech is clear from 16000 mono)",
+          int_range=(6000, 510000)),
     Param("autostart", True, "Capture from the start; false waits for ~/enable"),
     Param("tone.frequency_hz", 440.0, "source=tone: frequency (Hz); may change at run time",
           read_only=False, float_range=(0.0, 20000.0)),
@@ -94,6 +102,13 @@ class MicNode(Node):
         except KosAudioError as err:
             raise ParameterError(str(err)) from err
         self.frame_id: str = p["frame_id"]
+        self._encoder: OpusEncoder | None = None
+        if p["encoding"] == "opus":
+            try:
+                self._encoder = OpusEncoder(self.audio_format, frame_ms=p["chunk_ms"],
+                                            bitrate=p["opus.bitrate"])
+            except KosAudioError as err:
+                raise ParameterError(f"encoding opus: {err}") from err
         self.source_name: str = p["source"]
         config = SourceConfig(
             format=self.audio_format, block_ms=p["chunk_ms"], device=p["device"],
@@ -110,6 +125,9 @@ class MicNode(Node):
         self._pub_stamped = self.create_publisher(AudioDataStamped, "audio_stamped", qos)
         self._pub_info = self.create_publisher(AudioInfo, "audio_info", LATCHED_QOS)
         self._info = audio_info(self.audio_format)
+        if self._encoder is not None:
+            self._info.coding_format = "opus"
+            self._info.bitrate = p["opus.bitrate"]
         self._pub_info.publish(self._info)
         self.create_timer(INFO_PERIOD_S, lambda: self._pub_info.publish(self._info))
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -163,7 +181,8 @@ class MicNode(Node):
         plain_wanted = self._pub_audio.get_subscription_count() > 0
         stamped_wanted = self._pub_stamped.get_subscription_count() > 0
         for chunk in chunks:
-            plain, stamped = audio_messages(chunk.data, chunk.stamp_ns, self.frame_id)
+            data = chunk.data if self._encoder is None else self._encode(chunk.data)
+            plain, stamped = audio_messages(data, chunk.stamp_ns, self.frame_id)
             if plain_wanted:
                 self._pub_audio.publish(plain)
             if stamped_wanted:
@@ -171,6 +190,13 @@ class MicNode(Node):
             with self._lock:
                 self._chunks += 1
                 self._recent.append(time.monotonic())
+
+    def _encode(self, pcm: bytes) -> bytes:
+        assert self._encoder is not None
+        whole = self._encoder.frame_frames * self.audio_format.frame_bytes
+        # A timeline's last chunk may be short (re-anchor, ~/enable false); Opus frames have
+        # one size, so it is padded with silence (a few ms at most, before a stamp jump).
+        return self._encoder.encode(pcm + bytes(whole - len(pcm)) if len(pcm) < whole else pcm)
 
     def _clock_offset_ns(self) -> int:
         return int(self.get_clock().now().nanoseconds) - time.time_ns()

@@ -112,6 +112,9 @@ def test_diagnostics_report_running_state(ros: Any, namespace: str) -> None:
     ({"source": "sdcard"}, "source='sdcard' is invalid; choose one of device, tone, file"),
     ({"chunk_ms": 0.0}, "chunk_ms"),
     ({"qos.reliability": "sometimes"}, "qos.reliability='sometimes' is invalid"),
+    ({"encoding": "opus", "sample_rate": 44100},
+     "encoding opus: Opus carries S16LE at 8000, 12000, 16000, 24000, 48000 Hz"),
+    ({"encoding": "opus", "chunk_ms": 25.0}, "encoding opus: Opus frames are 10, 20, 40, 60 ms"),
 ])
 def test_bad_parameters_are_refused_with_a_clear_message(
         namespace: str, params: dict[str, Any], message: str) -> None:
@@ -148,3 +151,31 @@ def test_list_devices_runs_without_ros(pulse: Any) -> None:
     out = subprocess.run([sys.executable, "-m", MIC, "--list-devices"], capture_output=True,
                          text=True, timeout=30, check=True).stdout
     assert "index" in out and "mic" in out and "array" in out
+
+
+def test_opus_encoding_sends_one_packet_per_chunk_that_decodes_to_the_tone(
+    ros: Any, namespace: str
+) -> None:
+    pytest.importorskip("av")
+    from kos_audio.core.codec import StreamDecoder
+
+    info = ros.subscribe(AudioInfo, "audio_info", LATCHED)
+    stamped = ros.subscribe(AudioDataStamped, "audio_stamped")
+    params = {"encoding": "opus", "opus.bitrate": 24000, "sample_rate": 48000,
+              "tone.frequency_hz": 1000.0, "tone.amplitude": 0.25}
+    with mic(namespace, **params):
+        msgs = stamped.wait_for(100, timeout_s=30)[:100]
+        announced = info.wait_for(1, timeout_s=10)[0]
+    assert (announced.coding_format, announced.sample_rate, announced.channels,
+            announced.bitrate) == ("opus", 48000, 1, 24000)
+    # 20 ms per packet: the stamps advance by exactly one Opus frame each.
+    assert set(np.diff(stamps_ns(msgs))) == {20_000_000}
+    sizes = [len(m.audio.data) for m in msgs]
+    assert max(sizes) < 1920 // 8  # 24 kbit/s: about 60 bytes, not 1920 of PCM
+    decoder = StreamDecoder("opus", 48000, 1)
+    pcm = b"".join(decoder.decode(bytes(m.audio.data)) for m in msgs)
+    x = np.frombuffer(pcm, "<i2")[4800:] / 32768.0  # past the codec's start-up
+    assert len(pcm) == 100 * 960 * 2
+    assert peak_hz(x, 48000) == pytest.approx(1000.0, abs=2)
+    assert np.sqrt(np.mean(x**2)) == pytest.approx(0.25 / np.sqrt(2), rel=0.1)
+
