@@ -74,7 +74,7 @@ def test_an_info_claiming_opus_but_carrying_pcm_is_refused_not_played(
     for amplitude in (8000, 100, 0):
         pcm = (np.sin(np.arange(rate // 50) * 0.3) * amplitude).astype("<i2").tobytes()
         with pytest.raises(AudioFormatError,
-                           match="raw PCM under an Opus audio_info|corrupt opus"):
+                           match=r"raw PCM under an Opus audio_info|corrupt opus"):
             decoder.decode(pcm, T0)
 
 
