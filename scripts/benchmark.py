@@ -24,7 +24,8 @@ def main() -> int:
         os.execv(str(venv_python), [str(venv_python), __file__, *sys.argv[1:]])
     sys.path.insert(0, str(ROOT))
     names = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py")
-                   if p.stem not in {"__init__", "common", "bare_publisher"})
+                   if p.stem not in {"__init__", "common", "bare_publisher", "bare_speaker",
+                                     "bare_capture"})
     if len(sys.argv) < 2 or sys.argv[1] in {"-h", "--help", "--list"}:
         print(__doc__)
         print("benchmarks:", ", ".join(names))

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from kos_audio.backends.portaudio import DeviceInfo, DeviceLookup, open_stream, sounddevice
-from kos_audio.core.convert import from_float
+from kos_audio.core.convert import encode_into
 from kos_audio.core.formats import AudioFormat, SampleFormat
 from kos_audio.core.interfaces import AudioSink, PullCallback
 from kos_audio.errors import BackendError
@@ -151,7 +151,7 @@ class DeviceSink(AudioSink):
         try:
             assert pull is not None and fmt is not None
             block = pull(frames)
-            outdata[:] = from_float(block.samples, fmt.sample_format)
+            encode_into(block.samples, fmt.sample_format, outdata)
             self._audible = block.audible_frames > 0
         except Exception as err:  # must not escape: PortAudio would abort the stream silently
             outdata[:] = bytes(len(outdata))

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kos_audio.core.formats import AudioFormat, SampleFormat
-from kos_audio.core.resample import StreamResampler
+from kos_audio.core.resample import PolyphaseResampler, StreamResampler
 from kos_audio.errors import AudioFormatError
 
 #: float32 frames, shape ``(frames, channels)``.
@@ -97,6 +97,32 @@ def from_float(frames: npt.NDArray[np.floating], sample_format: SampleFormat) ->
     return encoded
 
 
+def encode_into(frames: Frames, sample_format: SampleFormat, out: Any) -> None:
+    """Encode float frames into ``out``, a writable buffer of exactly their encoded size.
+
+    For a sink's real-time thread: writes straight into the device's buffer, with no bytes
+    object in between. Saturates at full scale like :func:`from_float`, but expects finite
+    samples (the playback engine's mix always is; NaN's encoding is undefined here).
+
+    Raises:
+        ValueError: ``out`` has another size than the encoded frames.
+
+    """
+    target = np.frombuffer(out, np.uint8)
+    dtype = _INT_DTYPES.get(sample_format)
+    if sample_format is SampleFormat.F32LE:
+        np.copyto(target.view("<f4").reshape(frames.shape), frames)
+    elif dtype is not None:
+        scale = _SCALE[sample_format]
+        # float32 holds every 16-bit value exactly; S32 needs float64.
+        work = np.multiply(frames, scale, dtype=np.float32 if dtype.itemsize == 2 else np.float64)
+        np.clip(work, -scale, scale - 1, out=work)
+        np.rint(work, out=work)
+        np.copyto(target.view(dtype).reshape(frames.shape), work, casting="unsafe")
+    else:
+        target[:] = np.frombuffer(from_float(frames, sample_format), np.uint8)
+
+
 def count_non_finite(frames: Frames) -> int:
     """Number of NaN or +-Inf samples (a float producer bug worth counting)."""
     return int(frames.size - np.count_nonzero(np.isfinite(frames)))
@@ -133,13 +159,26 @@ class StreamConverter:
     Identical formats pass bytes through untouched (no decode). Otherwise frames are decoded to
     float32, remixed (see :func:`remix`), resampled with state kept across
     chunks, and encoded with saturation. Not thread-safe: one stream, one thread.
+
+    Args:
+        source: the stream's format.
+        target: the format to deliver.
+        steady: resample with :class:`~kos_audio.core.resample.PolyphaseResampler`, whose
+            output keeps pace with the input chunk by chunk (for playback queues), instead of
+            soxr's, which returns its output in 40-60 ms bursts. Uncommon rate pairs it does
+            not support (:meth:`~kos_audio.core.resample.PolyphaseResampler.supports`) still
+            use soxr.
+
     """
 
-    def __init__(self, source: AudioFormat, target: AudioFormat) -> None:
+    def __init__(self, source: AudioFormat, target: AudioFormat, *, steady: bool = False
+                 ) -> None:
         self.source = source
         self.target = target
-        self._resampler = StreamResampler(source.sample_rate_hz, target.sample_rate_hz,
-                                          target.channels)
+        rates = (source.sample_rate_hz, target.sample_rate_hz, target.channels)
+        self._resampler: StreamResampler | PolyphaseResampler = (
+            PolyphaseResampler(*rates)
+            if steady and PolyphaseResampler.supports(*rates[:2]) else StreamResampler(*rates))
 
     @property
     def passthrough(self) -> bool:

@@ -72,8 +72,11 @@ class Converted(NamedTuple):
 class InputStream:
     """Repairs and converts one producer's stream to the output's rate and channels.
 
-    The conversion keeps its resampler state across chunks (no clicks at chunk boundaries) and
-    holds back a few tens of ms; :meth:`flush` releases that tail at the end of a stream. A
+    The conversion keeps its resampler state across chunks (no clicks at chunk boundaries).
+    It resamples with :class:`~kos_audio.core.resample.PolyphaseResampler`: each chunk comes
+    out whole but for a constant 1.5 ms (soxr would hold back two or three chunks and release
+    them at once, and the queue would run dry in between); :meth:`flush` releases that tail
+    at the end of a stream. A
     format change flushes the old stream first, so no sample is lost. The resampler runs on
     the smaller of the two channel counts (mono speech to a stereo device costs one resampler
     channel, not two) and the result is remixed to the output's channels.
@@ -158,7 +161,7 @@ class InputStream:
         # Upmixing waits until after the resampler.
         stage = AudioFormat(self.output.sample_rate_hz, min(fmt.channels, self.output.channels),
                             SampleFormat.F32LE)
-        self._converter = StreamConverter(fmt, stage)
+        self._converter = StreamConverter(fmt, stage, steady=True)
         self._upmix = stage.channels < self.output.channels
         return tail
 

@@ -90,6 +90,25 @@ class Ducker:
                 out[start:stop] = self._slide(stop - start, target)
         return out
 
+    def advance(self, frames: int, speech_frames: int) -> None:
+        """Advance the envelope as :meth:`envelope` does, without computing its gains.
+
+        For blocks without background: nothing to scale, but the duck must still hold and
+        release on time.
+        """
+        if speech_frames > 0:
+            self._hold_left = self._hold_frames
+        ducked = min(frames, speech_frames + self._hold_left)
+        self._hold_left = max(0, self._hold_left - max(0, frames - speech_frames))
+        for count, target in ((ducked, self._duck_gain), (frames - ducked, self._gain)):
+            now = self._current
+            if count > 0 and now != target:
+                span = max(abs(self._gain - self._duck_gain), 1e-3)
+                if target < now:
+                    self._current = max(now - count * (span / self._attack_frames), target)
+                else:
+                    self._current = min(now + count * (span / self._release_frames), target)
+
     def _slide(self, frames: int, target: float) -> npt.NDArray[np.float32]:
         now = self._current
         if now == target:
@@ -143,26 +162,31 @@ class Mixer:
 
         Args:
             frames: block length.
-            speech: ``(n, channels)`` speech for the block's first ``n <= frames`` frames.
+            speech: ``(n, channels)`` speech for the block's first ``n <= frames`` frames
+                (never modified).
             background: ``(m, channels)`` background for its first ``m <= frames`` frames.
 
         Returns:
-            A new ``(frames, channels)`` float32 block within [-1, 1]; silence where neither
-            input has frames.
+            A ``(frames, channels)`` float32 block within [-1, 1]; silence where neither input
+            has frames. ``speech`` itself when it fills the block alone, within [-1, 1], at
+            unity volume (the caller must not modify it then); else a new array.
 
         """
-        out = np.zeros((frames, self.channels), np.float32)
         n, m = len(speech), len(background)
-        env = self.ducker.envelope(frames, n)
-        if n:
-            out[:n] = speech
+        if m:
+            env = self.ducker.envelope(frames, n)
+        else:
+            self.ducker.advance(frames, n)
+        if n == frames and not m and self._volume == 1.0 \
+                and speech.max() <= 1.0 and speech.min() >= -1.0:
+            return speech  # speech alone fills the block as it is: no copy
+        out = np.zeros((frames, self.channels), np.float32)
+        out[:n] = speech
         if m:
             out[:m] += background * env[:m, None]
         if self._volume != 1.0:
             out *= np.float32(self._volume)
-        if n or m:
-            over = np.count_nonzero(np.abs(out) > 1.0)
-            if over:
-                self.clipped_samples += int(over)
-                np.clip(out, -1.0, 1.0, out=out)
+        if (n or m) and (out.max() > 1.0 or out.min() < -1.0):
+            self.clipped_samples += int(np.count_nonzero(np.abs(out) > 1.0))
+            np.clip(out, -1.0, 1.0, out=out)
         return out

@@ -11,9 +11,11 @@ Threads:
       :meth:`~PlaybackEngine.enqueue_background`; decoding, NaN repair, remixing and
       resampling to the sink's format happen there, outside the queue's lock;
     - the sink's real-time thread calls :meth:`PlaybackEngine.pull`, which only copies queued
-      frames, mixes and clips (one short lock, no allocation beyond the block, no I/O);
+      frames, mixes and clips (short locks, no allocation beyond the block, no I/O), and sets
+      :attr:`PlaybackEngine.wake` when it took the last queued speech;
     - a housekeeping thread (:class:`kos_audio.core.sink_loop.PlaybackLoop`) calls
-      :meth:`PlaybackEngine.flush_idle` and sets :attr:`PlaybackEngine.output_latency_s`;
+      :meth:`PlaybackEngine.flush_idle` and :meth:`PlaybackEngine.idle_for` and sets
+      :attr:`PlaybackEngine.output_latency_s`;
     - control (interrupt, pause, volume) may come from any thread.
 """
 
@@ -22,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 
-from kos_audio.core.convert import Buffer
+from kos_audio.core.convert import Buffer, Frames
 from kos_audio.core.formats import AudioFormat
 from kos_audio.core.frame_queue import FrameQueue
 from kos_audio.core.input_stream import (
@@ -59,6 +61,14 @@ __all__ = [
 DEFAULT_FENCE_S = 0.5
 #: On an interrupt this much (s) of what is queued fades out instead of stopping on a click.
 FADE_S = 0.005
+#: Speech arriving at an empty queue starts to play once this many of the sink's blocks are
+#: queued: the one the next pull takes and one in reserve, so a producer streaming in real time
+#: may deliver its next chunk up to a block late (pull timing jitter, DDS, executor) without
+#: a dropout. A TTS publishing a sentence at once fills it at once (no added latency).
+START_BLOCKS = 2
+#: ... or after this many pulls found it short (an utterance shorter than that, or a producer
+#: slower than real time, still plays).
+START_WAIT_PULLS = 2
 
 
 class PlaybackEngine:
@@ -98,6 +108,10 @@ class PlaybackEngine:
         self.block_s = block_s
         #: Seconds from a pull until its first sample is heard; the sink loop keeps it current.
         self.output_latency_s = 0.0
+        #: Set (by the sink's thread) when a pull took the last queued speech: the
+        #: housekeeping thread waiting on it then times is_speaking's falling edge
+        #: (:meth:`idle_for`). The sink loop installs its event here.
+        self.wake: threading.Event | None = None
         self._lock = threading.Lock()  # queues, counters, state: short sections only
         self._convert_lock = threading.Lock()  # the input streams; taken before _lock
         self._fence = InterruptFence(fence_s)
@@ -113,6 +127,8 @@ class PlaybackEngine:
     def _setup(self, output: AudioFormat) -> None:
         self._output = output
         self._rate = output.sample_rate_hz
+        self._held: int | None = None  # pulls that held back a starting utterance
+        self._dry = True  # the last pull found less speech than it wanted (or none yet)
         self._max_frames = max(1, round(self.max_queue_s * self._rate))
         self._speech = FrameQueue(output.channels)
         self._background = FrameQueue(output.channels)
@@ -216,6 +232,10 @@ class PlaybackEngine:
                     # resampler may return nothing yet; the mark waits for the first frames.
                     self._mark = receive_mono
                 if len(chunk.frames):
+                    if self._dry and speech.frames <= speech.fade_frames:
+                        # It ran dry (a start, or the producer fell behind): build a reserve.
+                        # Not when a pull merely took the last frames: nothing was missed.
+                        self._held = 0
                     speech.push(chunk.frames, self._mark)
                     self._mark = None
                     self._utterances.refilled(now)
@@ -286,27 +306,45 @@ class PlaybackEngine:
                     continue
                 tail = stream.flush()
                 with self._lock:
-                    queue.push(tail)
+                    self._push_tail(queue, tail)
                 flushed = True
         return flushed
+
+    def _push_tail(self, queue: FrameQueue, tail: Frames) -> None:
+        """Queue a resampler's tail (the caller holds both locks)."""
+        if queue is self._speech:
+            queue.push(tail, self._mark)
+            if len(tail):
+                self._mark = None
+        else:
+            queue.push(tail)
 
     # -- the sink's real-time thread -------------------------------------------------------
     def pull(self, frames: int) -> PlaybackBlock:
         """Exactly ``frames`` frames of the mix (silence where nothing is queued).
 
-        Real-time safe in the Python sense: one short lock, copies, no I/O, no logging, never
-        raises. Speech is skipped while paused (its queue is kept); background always plays.
-        The block's ``fade_frames`` marks the leading frames that are an interrupt's fade-out.
+        Real-time safe in the Python sense: short locks, copies, no I/O, no logging, never
+        waits for the conversion lock, never raises. Speech is skipped while paused (its
+        queue is kept); background always plays. A starting utterance is held back until a
+        reserve is queued (:data:`START_BLOCKS`); a pull about to run short releases the
+        resampler's tail. The block's ``fade_frames`` marks the leading frames that are an
+        interrupt's fade-out.
         """
         now = time.monotonic()
         with self._lock:
             speech = self._speech
-            taken = speech.take(0 if self._paused else frames)
+            want = 0 if self._paused else self._playable(speech, frames)
+            short = speech.frames < want and self._speech_in.pending
+        if short:
+            self._flush_short()
+        with self._lock:
+            taken = speech.take(want)
             background = self._background.take(frames).samples
             mixer = self._mixer
             n = len(taken.samples)
             counts = self._counts
             counts.pulled_frames += frames
+            ran_out = False
             if n:
                 latency = self.output_latency_s
                 if n > taken.fade_frames:
@@ -314,12 +352,50 @@ class PlaybackEngine:
                     counts.played_frames += n - taken.fade_frames
                 for pos, mark in taken.marks:
                     counts.latencies_s.append(now + latency + pos / self._rate - mark)
-                if not speech.frames and not self._speech_in.pending:
+                ran_out = not speech.frames and not self._speech_in.pending
+                if ran_out:
                     self._utterances.emptied(now, short=n < frames)
-            elif not self._paused:
+            elif want:
                 self._utterances.found_nothing(now)
+            if want and self._held is None:
+                self._dry = n < want
+        wake = self.wake
+        if n > taken.fade_frames and ran_out and wake is not None:
+            wake.set()
         block = mixer.mix(frames, taken.samples, background)
         return PlaybackBlock(block, max(n, len(background)), taken.fade_frames)
+
+    def _playable(self, speech: FrameQueue, frames: int) -> int:
+        """How many speech frames this pull may take (the caller holds the lock, not paused).
+
+        A starting utterance is held back (only a fade-out before it plays) until
+        :data:`START_BLOCKS` blocks are queued or :data:`START_WAIT_PULLS` pulls held it.
+        """
+        held = self._held
+        if held is None:
+            return frames
+        if speech.frames - speech.fade_frames >= START_BLOCKS * frames \
+                or held >= START_WAIT_PULLS:
+            self._held = None
+            return frames
+        self._held = held + 1
+        return speech.fade_frames
+
+    def _flush_short(self) -> None:
+        """The pull is about to run short while the resampler holds a tail: release it.
+
+        Better the tail now than zeros (the producer is done, or late). Sink thread: never
+        waits for the conversion lock; if a producer holds it, more audio is on its way.
+        """
+        if not self._convert_lock.acquire(blocking=False):
+            return
+        try:
+            if self._speech_in.pending:
+                tail = self._speech_in.flush()
+                with self._lock:
+                    self._push_tail(self._speech, tail)
+        finally:
+            self._convert_lock.release()
 
     # -- control (any thread) --------------------------------------------------------------
     def interrupt(self, now_ns: int) -> float:
@@ -344,6 +420,8 @@ class PlaybackEngine:
                 dropped = max(0, speech.frames - max(fade, speech.fade_frames))
                 speech.fade_out(fade)
                 self._mark = None
+                self._held = None
+                self._dry = True
                 self._utterances.interrupted(fading=fade > 0)
                 self._paused = False
                 self._sound_until = 0.0
@@ -356,7 +434,10 @@ class PlaybackEngine:
         """Stop taking speech from the queue (kept); True if it was playing."""
         with self._lock:
             was, self._paused = self._paused, True
-            return not was
+        wake = self.wake
+        if wake is not None:
+            wake.set()  # is_speaking turns false once what was pulled has been heard
+        return not was
 
     def resume(self) -> bool:
         """Continue where :meth:`pause` stopped; True if it was paused."""
@@ -387,6 +468,28 @@ class PlaybackEngine:
                                      or self._speech_in.pending):
                 return True
             return now < self._sound_until
+
+    def idle_for(self, longest_s: float, now: float | None = None) -> float:
+        """How long (s, at most ``longest_s``) the housekeeping thread may sleep.
+
+        Until the last pulled speech has been heard when none is left to play (so
+        is_speaking's falling edge is published on time); else ``longest_s`` (a pull that
+        takes the last speech sets :attr:`wake`).
+
+        Args:
+            longest_s: the longest sleep wanted (s).
+            now: ``time.monotonic()`` (s); None reads it.
+
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            speech = self._speech
+            playable = not self._paused and (speech.frames > speech.fade_frames
+                                             or self._speech_in.pending)
+            if not playable and now < self._sound_until:
+                # A millisecond late rather than early: then speaking() is surely false.
+                return min(longest_s, self._sound_until - now + 0.001)
+            return longest_s
 
     @property
     def state(self) -> PlaybackState:

@@ -16,7 +16,12 @@ from kos_audio.core.interfaces import AudioSink, EventCallback
 from kos_audio.core.playback import PlaybackEngine
 from kos_audio.errors import KosAudioError
 
-#: The supervisor wakes this often (s): sink health, output latency, resampler tails.
+#: While the sink runs, the supervisor looks at least this often (s): sink health, output
+#: latency, idle resampler tails. It also wakes when the engine's speech runs out and when the
+#: last pulled speech has been heard (is_speaking's falling edge), not on a fixed fine tick:
+#: a Python thread waking at 100 Hz costs about 1 % of a core by itself.
+HOUSEKEEPING_S = 0.1
+#: While waiting to reopen the sink, the loop ticks this often (s).
 TICK_S = 0.01
 
 
@@ -34,8 +39,9 @@ class PlaybackLoop:
 
     The thread opens the sink, tells the engine the sink's format and real block period
     (:attr:`AudioSink.block_frames`, which may differ from what was asked), starts the sink with
-    :meth:`PlaybackEngine.pull`, then every :data:`TICK_S` checks the sink's health, copies its
-    output latency into the engine, releases idle resampler tails and calls ``on_tick``. When
+    :meth:`PlaybackEngine.pull`, then checks the sink's health, copies its output latency into
+    the engine, releases idle resampler tails and calls ``on_tick`` every
+    :data:`HOUSEKEEPING_S`, when the engine's speech runs out and when it has been heard. When
     the sink fails (``BackendError`` from :meth:`AudioSink.open` or :meth:`AudioSink.check`)
     it is closed and reopened after a capped exponential back-off; the engine keeps its queue
     meanwhile (bounded by ``max_queue_s``).
@@ -64,6 +70,8 @@ class PlaybackLoop:
         self._on_tick = on_tick
         self._backoff = backoff or Backoff()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by the engine (speech ran out) and by stop()
+        engine.wake = self._wake
         self._thread: threading.Thread | None = None
         self.state = SinkState.STOPPED
         self.failures = 0
@@ -74,6 +82,7 @@ class PlaybackLoop:
         if self._thread is not None:
             return
         self._stop.clear()
+        self._wake.clear()
         self._thread = threading.Thread(target=self._run, name="kos_audio-playback",
                                         daemon=True)
         self._thread.start()
@@ -98,6 +107,7 @@ class PlaybackLoop:
             self.engine.interrupt(time.time_ns())
             self._stop.wait(min(fade_s, self.engine.output_latency_s + 0.05))
         self._stop.set()
+        self._wake.set()
         thread.join(timeout_s)
         self.sink.close()
         self.state = SinkState.STOPPED
@@ -134,7 +144,12 @@ class PlaybackLoop:
 
     def _supervise(self) -> None:
         """Tick until stopped; raises the sink's ``BackendError`` when it broke."""
-        while not self._stop.wait(TICK_S):
+        while not self._stop.is_set():
+            # Cleared before the engine is asked, so a wake-up after this is never lost.
+            self._wake.clear()
+            self._wake.wait(self.engine.idle_for(HOUSEKEEPING_S))
+            if self._stop.is_set():
+                return
             self.sink.check()
             self.engine.output_latency_s = self.sink.output_latency_s
             self._tick()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kos_audio.core import AudioFormat, SampleFormat, from_float, remix, to_float
-from kos_audio.core.convert import count_non_finite
+from kos_audio.core.convert import count_non_finite, encode_into
 from kos_audio.errors import AudioFormatError
 
 RNG = np.random.default_rng(7)
@@ -67,3 +67,15 @@ def test_remix() -> None:
     assert remix(stereo, 2) is stereo
     with pytest.raises(AudioFormatError):
         remix(stereo, 0)
+
+
+@pytest.mark.parametrize("sample_format", list(SampleFormat))
+def test_encode_into_writes_what_from_float_returns(sample_format: SampleFormat) -> None:
+    # The device sink encodes straight into PortAudio's buffer; it must be the same bytes.
+    rng = np.random.default_rng(7)
+    frames = rng.uniform(-1.0, 1.0, (441, 2)).astype(np.float32)
+    frames[:4] = [[1.0, -1.0], [0.99999, -0.99999], [0.0, 1e-9], [0.5, -0.5]]  # the edges
+    expected = from_float(frames, sample_format)
+    out = bytearray(len(expected))
+    encode_into(frames, sample_format, out)
+    assert bytes(out) == expected

@@ -93,3 +93,27 @@ def test_volume_out_of_range_refused() -> None:
     with pytest.raises(ValueError, match="volume"):
         mixer.volume = -0.1
     assert mixer.volume == 1.0
+
+
+def test_advancing_without_background_keeps_the_envelope_on_time() -> None:
+    # Blocks without background skip computing gains; the duck must still hold and release
+    # exactly as if they had been computed.
+    blocks = [0] * 3 + [960] * 5 + [300] + [0] * 30
+    computed, advanced = Ducker(RATE, gain=0.5, duck_gain=0.15), Ducker(RATE, gain=0.5,
+                                                                       duck_gain=0.15)
+    for i, speech in enumerate(blocks):
+        computed.envelope(960, speech)
+        advanced.advance(960, speech)
+        assert advanced.current == pytest.approx(computed.current, abs=1e-6), i
+
+
+def test_speech_alone_in_a_whole_block_is_passed_through_unmodified() -> None:
+    mixer = Mixer(RATE, 2)
+    speech = sine(440, 0.5, 960)
+    kept = speech.copy()
+    out = mixer.mix(960, speech, np.zeros((0, 2), np.float32))
+    assert np.array_equal(out, kept) and np.array_equal(speech, kept)
+    loud = sine(440, 1.5, 960)
+    out = mixer.mix(960, loud, np.zeros((0, 2), np.float32))
+    assert np.max(np.abs(out)) <= 1.0 and np.max(np.abs(loud)) > 1.4  # clipped, input kept
+    assert mixer.clipped_samples > 0

@@ -10,7 +10,7 @@ import pytest
 from playback_helpers import BLOCK, OUT, S16, drain, feed, peak_hz, tone
 
 from kos_audio.core import AudioFormat, PlaybackEngine, SampleFormat
-from kos_audio.core.playback import FADE_S, DropReason, PlaybackState
+from kos_audio.core.playback import FADE_S, START_WAIT_PULLS, DropReason, PlaybackState
 
 
 def test_empty_engine_pulls_silence() -> None:
@@ -187,12 +187,94 @@ def test_a_producer_in_lockstep_is_not_a_starvation_but_a_late_one_is() -> None:
     native = AudioFormat(48000, 2, SampleFormat.F32LE)  # no resampler: chunks pass whole
     block = np.full((BLOCK, 2), 0.25, "<f4").tobytes()
     engine = PlaybackEngine(OUT)
+    engine.enqueue(block, native, now_ns=time.time_ns())
+    assert engine.pull(BLOCK).audible_frames == 0  # the first chunk waits for a reserve
     for _ in range(20):  # each chunk lands just before the pull that plays it
         engine.enqueue(block, native, now_ns=time.time_ns())
         assert engine.pull(BLOCK).audible_frames == BLOCK
     stats = engine.stats()
     assert stats.starvations == 0 and stats.utterances == 0  # still one utterance, going on
-    assert engine.pull(BLOCK).audible_frames == 0  # the producer is late: a gap is heard
+    assert engine.pull(BLOCK).audible_frames == BLOCK  # one chunk late: the reserve plays
+    assert engine.pull(BLOCK).audible_frames == 0  # later than that: a gap is heard
     engine.enqueue(block, native, now_ns=time.time_ns())
     stats = engine.stats()
     assert stats.starvations == 1 and stats.utterances == 1
+
+
+def longest_silence(x: np.ndarray) -> int:
+    """The longest run of (near) zero samples between the first and the last sound."""
+    loud = np.abs(x) > 1e-4
+    idx = np.flatnonzero(loud)
+    inner = loud[idx[0] : idx[-1] + 1]
+    edges = np.flatnonzero(np.diff(np.concatenate(([1], inner.astype(np.int8), [1]))))
+    return int(np.max(np.diff(edges)[::2], initial=0))  # lengths of the silent runs
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 16000])
+def test_a_real_time_stream_plays_without_gaps(rate: int) -> None:
+    # A TTS streaming 20 ms chunks in real time; the sink pulls 20 ms blocks right after each
+    # chunk, and every 7th chunk arrives just after the pull that needed it. soxr released its
+    # output in 40-60 ms bursts (the queue ran dry between them) and an utterance started on
+    # its first chunk had no reserve for a late one: both played zeros mid-utterance.
+    out = AudioFormat(rate, 2, SampleFormat.F32LE)
+    block = rate // 50
+    engine = PlaybackEngine(out)
+    data = tone(440, 1.0)
+    step = S16.frame_bytes * 320
+    pulled = []
+    for k, i in enumerate(range(0, len(data), step)):
+        late = k % 7 == 3
+        if late:
+            pulled.append(engine.pull(block))
+        engine.enqueue(data[i : i + step], S16, now_ns=time.time_ns())
+        if not late:
+            pulled.append(engine.pull(block))
+    pulled += [engine.pull(block) for _ in range(4)]  # the producer is done: the rest plays
+    x = np.concatenate([b.samples[:, 0] for b in pulled])
+    assert longest_silence(x) < rate // 1000  # no zeros inside (a sine's crossing: 1 sample)
+    assert sum(b.audible_frames for b in pulled) == rate  # all of it, the tail included
+    assert engine.stats().starvations == 0
+
+
+def test_a_short_utterance_waits_for_the_reserve_then_plays_whole() -> None:
+    engine = PlaybackEngine(OUT)
+    engine.enqueue(tone(440, 0.01), S16, now_ns=time.time_ns())  # half a block
+    held = [engine.pull(BLOCK).audible_frames for _ in range(START_WAIT_PULLS)]
+    assert held == [0] * START_WAIT_PULLS and engine.speaking()
+    block = engine.pull(BLOCK)
+    assert block.audible_frames == 480  # with the resampler's tail, in the same block
+    assert longest_silence(block.samples[:480, 0]) <= 1
+
+
+def test_sentence_at_once_starts_on_the_next_pull() -> None:
+    engine = PlaybackEngine(OUT)
+    feed(engine, tone(440, 0.5))
+    assert engine.pull(BLOCK).audible_frames == BLOCK
+
+
+def test_taking_the_last_speech_wakes_the_housekeeper_until_it_is_heard() -> None:
+    engine = PlaybackEngine(OUT)
+    engine.output_latency_s = 0.3  # a device that holds 300 ms
+    engine.wake = threading.Event()
+    feed(engine, tone(440, 0.1))
+    assert engine.idle_for(1.0) == 1.0  # speech to play: nothing to time yet
+    while not engine.wake.is_set():
+        assert engine.pull(BLOCK).audible_frames  # set only by the pull that empties it
+    assert not engine.stats().queued_s and engine.speaking()
+    assert 0.0 < engine.idle_for(1.0) <= 0.3 + BLOCK / 48000 + 0.001  # until it is heard
+    assert engine.idle_for(1.0, now=time.monotonic() + 1.0) == 1.0  # heard: nothing to time
+
+
+def test_a_chunk_landing_after_the_reserve_was_used_plays_at_once() -> None:
+    # The reserve covered a late chunk (the queue drained exactly, no gap heard); the late
+    # chunk then lands on an empty queue. Holding it for a new reserve would make the gap.
+    native = AudioFormat(48000, 2, SampleFormat.F32LE)
+    block = np.full((BLOCK, 2), 0.25, "<f4").tobytes()
+    engine = PlaybackEngine(OUT)
+    engine.enqueue(block, native, now_ns=time.time_ns())
+    engine.enqueue(block, native, now_ns=time.time_ns())
+    assert engine.pull(BLOCK).audible_frames == BLOCK
+    assert engine.pull(BLOCK).audible_frames == BLOCK  # the reserve: the queue is empty now
+    engine.enqueue(block, native, now_ns=time.time_ns())
+    assert engine.pull(BLOCK).audible_frames == BLOCK
+    assert engine.stats().starvations == 0
