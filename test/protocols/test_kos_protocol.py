@@ -632,7 +632,8 @@ def test_room_carries_what_is_played_into_the_microphone_delayed_and_attenuated(
         heard = np.frombuffer(first.audio_data + b"".join(r.audio_data for r in record), "<i2")
         arrival = server.play_streams()[0].arrival_s[1]
         started = server.record_streams()[0].started_s
-    expected_onset = round((arrival - started) * rate) + round(0.060 * rate)
+    # Counted in the room's frames, as the server does (rounding each time the same way).
+    expected_onset = room.frame_at(arrival) - room.frame_at(started) + round(0.060 * rate)
     echo = np.zeros_like(heard, dtype=np.float64)
     end = min(len(heard), expected_onset + len(burst))
     echo[expected_onset:end] = 0.5 * burst[: end - expected_onset]

@@ -13,6 +13,7 @@ count are converted (soxr, channel average) on arrival. Thread-safe.
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import numpy.typing as npt
@@ -55,16 +56,26 @@ class Room:
         with self._lock:
             self._t0 = t0
 
-    def play(self, pcm: bytes, config: tuple[int, int, int], arrival_s: float) -> None:
-        """Play ``pcm`` (a PlayAudio message in ``config``) that arrived at ``arrival_s``."""
-        sample_rate, bit_depth, channels = config
-        if bit_depth != 16 or not pcm:
-            return  # the room only models the 16-bit speech clients send
-        samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
-        mono = samples.reshape(-1, channels).mean(axis=1)
-        if sample_rate != self.rate:
-            mono = soxr.resample(mono, sample_rate, self.rate).astype(np.float32)
+    def frame_at(self, monotonic_s: float) -> int:
+        """The room's frame at ``time.monotonic()`` ``monotonic_s``."""
+        return round((monotonic_s - self.t0) * self.rate)
+
+    def play(self, pcm: bytes, config: tuple[int, int, int] | None) -> float:
+        """Play ``pcm`` (a PlayAudio message in ``config``) from now; returns "now"
+        (``time.monotonic()``, taken under the room's lock, so no microphone read can fall
+        between the arrival and the audio being in the room).
+        """
+        mono = np.zeros(0, np.float32)
+        if config is not None and config[1] == 16 and pcm:  # 16-bit, as speech clients send
+            sample_rate, _, channels = config
+            samples = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
+            mono = samples.reshape(-1, channels).mean(axis=1)
+            if sample_rate != self.rate:
+                mono = soxr.resample(mono, sample_rate, self.rate).astype(np.float32)
         with self._lock:
+            arrival_s = time.monotonic()
+            if not len(mono):
+                return arrival_s
             now = round((arrival_s - self._t0) * self.rate)
             start = max(now, self._end)
             end = start + len(mono)
@@ -74,6 +85,7 @@ class Room:
                 self._played = grown
             self._played[start:end] += mono
             self._end = end
+        return arrival_s
 
     def microphone(self, start: int, frames: int) -> npt.NDArray[np.float32]:
         """Mono float32 the microphone hears for frames ``[start, start + frames)``."""

@@ -457,9 +457,10 @@ class KosSoundServer:
         context.add_callback(lambda: self._finish(state, "cancelled"))
         try:
             for request in requests:
-                arrival = time.monotonic()
-                if self.room is not None and state.config is not None:
-                    self.room.play(request.audio_data, state.config, arrival)
+                if self.room is not None:
+                    arrival = self.room.play(request.audio_data, state.config)
+                else:
+                    arrival = time.monotonic()
                 with self._lock:
                     state.arrival_s.append(arrival)
                     state.message_count += 1
@@ -544,7 +545,7 @@ class KosSoundServer:
             state.started_s = start
         room = self.room if self.room is not None and bit_depth == 16 \
             and sample_rate == self.room.rate else None
-        room_offset = round((start - self.room.t0) * sample_rate) if room is not None else 0
+        room_offset = room.frame_at(start) if room is not None else 0
         position = 0
         chunk_index = 0
         while total_frames is None or position < total_frames:
