@@ -151,6 +151,15 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
 fi
+# nftables: the two-host tests (test/multihost) shape a veth link with it; they need root, so
+# install it only when running as root (elsewhere those tests skip).
+if [ "$(id -u)" -eq 0 ] && ! dpkg-query -W -f='${Status}' nftables 2>/dev/null \
+    | grep -q "install ok installed"; then
+  say "installing apt package: nftables"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables \
+    >/dev/null
+fi
 
 # --- venv + Python packages ------------------------------------------------------------
 ros_wheels=(rclpy std-msgs std-srvs diagnostic-msgs builtin-interfaces rcl-interfaces

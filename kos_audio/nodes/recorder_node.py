@@ -37,6 +37,7 @@ from kos_audio.core import AudioFormat
 from kos_audio.core.recording import (
     Chunk,
     Container,
+    FileAccess,
     GapPolicy,
     Recorder,
     RecorderConfig,
@@ -87,6 +88,10 @@ PARAMS = [
           float_range=(0.05, 60.0)),
     Param("max_queue_s", 10.0, "Audio the writer may fall behind before chunks are dropped (s)",
           float_range=(0.5, 600.0)),
+    Param("group_readable", False, "false: recordings and sidecars are readable by their "
+          "owner only (files 0600, a created output_dir 0700; voices are personal data); "
+          "true: the owner's group may read them too (0640 / 0750). An existing output_dir "
+          "keeps its mode"),
     Param("recover", True, "At start, finish recordings in output_dir left incomplete by a crash"),
     *qos_params(),
 ]
@@ -128,6 +133,7 @@ class RecorderNode(Node):
             gaps=GapPolicy(tolerance_ns=round(p["gap_tolerance_ms"] * 1e6),
                            max_fill_s=p["max_gap_fill_s"]),
             sync_period_s=p["sync_period_s"], max_queue_s=p["max_queue_s"],
+            access=FileAccess.of(group_readable=p["group_readable"]),
         ), on_event=self._on_recorder_event).open()
         self._prepare_dir(recover=p["recover"])
 
@@ -142,7 +148,8 @@ class RecorderNode(Node):
 
     def _prepare_dir(self, *, recover: bool) -> None:
         try:
-            directory = prepare_output_dir(self.output_dir)
+            directory = prepare_output_dir(self.output_dir,
+                                           dir_mode=self._recorder.config.access.dir_mode)
         except RecordingError as err:
             # Not fatal: the disk may be mounted later; every start tries again and says why.
             self._error(f"{err}; recordings will fail until it is fixed")

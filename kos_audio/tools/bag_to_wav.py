@@ -12,6 +12,10 @@ its JSON sidecar).
 Usage::
 
     bag_to_wav BAG [-t /mic/audio_stamped] [-o out.wav] [--format wav|flac|ogg]
+               [--group-readable]
+
+The output and its sidecar are readable by their owner only (0600) unless ``--group-readable``
+(0640): recordings of voices are personal data.
 
 Exit status: 0 written; 1 the bag, topic or output refused (one line on stderr); 2 bad usage.
 """
@@ -30,6 +34,7 @@ from kos_audio.core.formats import AudioFormat, SampleFormat, supported_sample_f
 from kos_audio.core.recording import (
     Chunk,
     Container,
+    FileAccess,
     GapPolicy,
     Recording,
     RecordingError,
@@ -92,6 +97,7 @@ class Conversion:
     gap_tolerance_ms: float = 2.0
     max_gap_fill_s: float = 60.0
     overwrite: bool = False
+    group_readable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +172,8 @@ def convert(conv: Conversion) -> RecordingSummary:
         if conv.sample_format is not None:
             fmt = AudioFormat(first.sample_rate_hz, first.channels, conv.sample_format)
         output = conv.output or _default_output(conv.bag, conv.container)
-        claimed = claim_path(output, overwrite=conv.overwrite)
+        access = FileAccess.of(group_readable=conv.group_readable)
+        claimed = claim_path(output, overwrite=conv.overwrite, mode=access.file_mode)
         max_fill = conv.max_gap_fill_s if conv.fill_gaps else 0.0
         recording = Recording(claimed, fmt, RecordingOptions(
             container=conv.container, source_topic=topics.audio.topic,
@@ -252,12 +259,16 @@ def parse_args(argv: Sequence[str]) -> Conversion:
     parser.add_argument("--max-gap-fill-s", type=float, default=60.0,
                         help="longer stamp jumps are not filled (s, default 60)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--group-readable", action="store_true",
+                        help="let the owner's group read the output and its sidecar (0640); "
+                        "default: owner only (0600), as voices are personal data")
     args = parser.parse_args(list(argv))
     return Conversion(
         bag=args.bag, output=args.output, topic=args.topic, info_topic=args.info_topic,
         container=Container(args.format), sample_format=args.sample_format,
         fill_gaps=not args.no_fill_gaps, gap_tolerance_ms=args.gap_tolerance_ms,
-        max_gap_fill_s=args.max_gap_fill_s, overwrite=args.overwrite)
+        max_gap_fill_s=args.max_gap_fill_s, overwrite=args.overwrite,
+        group_readable=args.group_readable)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,15 +7,18 @@ Files are read back with independent readers: the standard library's ``wave`` an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +27,11 @@ import soundfile
 
 from kos_audio.core import NS_PER_S, AudioFormat, SampleFormat, from_float
 from kos_audio.core.recording import (
+    GROUP_READABLE,
     Chunk,
     Container,
     EndReason,
+    FileAccess,
     GapPolicy,
     PreRoll,
     Recorder,
@@ -131,6 +136,79 @@ def test_claim_path_refuses_to_overwrite(tmp_path: Path) -> None:
     claimed = claim_path(target, overwrite=True)
     os.close(claimed.fd)
     assert target.read_bytes() == b""
+
+
+# ------------------------------------------------------------------------- permissions
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o000, 0o022, 0o077])
+def test_recordings_are_private_by_default_whatever_the_umask(tmp_path: Path,
+                                                              mask: int) -> None:
+    out = tmp_path / "new" / "recordings"
+    with umask(mask):
+        recorder = Recorder(RecorderConfig(out)).open()
+        try:
+            path = recorder.start(StartRequest(), MONO16, now_ns=T0)
+            for c in chunks(5):
+                recorder.push(c)
+            # The in-progress sidecar and the growing file are private from their first byte.
+            assert mode_of(path) == 0o600 and mode_of(path.with_suffix(".json")) == 0o600
+            summary = recorder.stop()
+        finally:
+            recorder.close()
+    assert summary.path == path and summary.error is None
+    assert mode_of(out) == 0o700
+    assert mode_of(path) == 0o600 and mode_of(path.with_suffix(".json")) == 0o600
+    assert len(wav_frames(path)[1]) == 5 * 320 * 2
+    assert sorted(p.name for p in out.iterdir()) == sorted([path.name, path.stem + ".json"])
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_group_readable_is_exact_and_an_existing_dir_is_left_alone(tmp_path: Path,
+                                                                   mask: int) -> None:
+    existing = tmp_path / "shared"
+    existing.mkdir()
+    os.chmod(existing, 0o2775)
+    created = tmp_path / "created"
+    with umask(mask):
+        for directory in (existing, created):
+            recorder = Recorder(RecorderConfig(directory, access=GROUP_READABLE)).open()
+            try:
+                path = recorder.start(StartRequest(container=Container.FLAC), MONO16,
+                                      now_ns=T0)
+                recorder.push(chunks(1)[0])
+                recorder.stop()
+            finally:
+                recorder.close()
+            assert mode_of(path) == 0o640 and mode_of(path.with_suffix(".json")) == 0o640
+    assert mode_of(existing) == 0o2775  # not ours to change
+    assert mode_of(created) == 0o750
+    assert FileAccess.of(group_readable=False) == FileAccess(0o600, 0o700)
+
+
+def test_claim_path_sets_the_mode_also_when_overwriting(tmp_path: Path) -> None:
+    target = tmp_path / "x.wav"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o666)
+    claimed = claim_path(target, overwrite=True)
+    os.close(claimed.fd)
+    assert mode_of(target) == 0o600 and target.read_bytes() == b""
+    claimed = claim_path(tmp_path / "y.wav", mode=0o640)
+    os.close(claimed.fd)
+    assert mode_of(tmp_path / "y.wav") == 0o640
 
 
 # --------------------------------------------------------------------------------- WAV
@@ -498,6 +576,7 @@ def test_recovery_finishes_what_a_killed_writer_left(tmp_path: Path, container: 
         assert len(wav_frames(audio)[1]) >= 2 * 16000 * 2  # readable as is, synced part
     lines = recover_incomplete(tmp_path)
     assert len(lines) == 1 and "recovered" in lines[0]
+    assert mode_of(audio.with_suffix(".json")) == mode_of(audio) == 0o600
     side = read_sidecar(audio.with_suffix(".json"))
     assert side["complete"] is True and side["end_reason"] == "recovered"
     assert side["sha256"] == hashlib.sha256(audio.read_bytes()).hexdigest()

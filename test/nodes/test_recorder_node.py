@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import resource
 import signal
+import stat
 import subprocess
 import time
 import wave
@@ -96,6 +98,10 @@ def read_wav(path: Path) -> tuple[tuple[int, int, int], bytes]:
     with wave.open(str(path), "rb") as w:
         return (w.getframerate(), w.getnchannels(), w.getsampwidth()), w.readframes(
             w.getnframes())
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def sidecar_of(path: Path) -> dict[str, Any]:
@@ -244,8 +250,9 @@ def test_start_tone_stop_writes_the_tone_and_a_true_sidecar(
 
 def test_pre_roll_and_max_duration(ros: Any, namespace: str, tmp_path: Path) -> None:
     heard = ros.subscribe(AudioDataStamped, "audio_stamped")
+    os.chmod(tmp_path, 0o2770)  # an existing, team-owned output_dir
     with mic(namespace, autostart=False), recorder(namespace, tmp_path, pre_roll_s=1.0,
-                                                  max_duration_s=2.0):
+                                                  max_duration_s=2.0, group_readable=True):
         hear_from_the_first_chunk(ros, heard)
         time.sleep(1.5)  # the recorder's pre-roll fills with the last second
         started, t_sent, t_done = start_timed(ros)
@@ -260,6 +267,8 @@ def test_pre_roll_and_max_duration(ros: Any, namespace: str, tmp_path: Path) -> 
     check_sidecar(path, 2 * RATE, f"{namespace}/audio_stamped")
     assert side["end_reason"] == "max_duration"
     assert side["pre_roll_s"] == pytest.approx(1.0)
+    assert mode_of(tmp_path) == 0o2770  # an existing directory is left as it is
+    assert mode_of(path) == mode_of(path.with_suffix(".json")) == 0o640
     # The file starts one second before the start request (minus the audio still in flight).
     assert t_sent - NS_PER_S - (CHUNK_S + SLACK_S) * NS_PER_S <= side["started_at_ns"]
     assert side["started_at_ns"] <= t_done - NS_PER_S
@@ -423,6 +432,9 @@ def test_prefix_cannot_escape_the_output_dir(ros: Any, namespace: str, tmp_path:
     path = Path(started.message)
     assert path.parent == out and path.name.startswith("take-2.a_")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing outside
+    # Voices are personal data: the shipped config keeps them to their owner.
+    assert mode_of(out) == 0o700
+    assert mode_of(path) == mode_of(path.with_suffix(".json")) == 0o600
 
 
 @pytest.mark.parametrize("how", ["immutable_dir", "parent_is_a_file"])

@@ -9,6 +9,8 @@ rclpy's own deserializer.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -190,6 +192,9 @@ def test_stamped_topic_round_trips_exactly_with_the_gap_filled(
     first = msgs[0].header.stamp
     assert side["started_at_ns"] == first.sec * NS_PER_S + first.nanosec
     assert side["samples"] == len(expected) // FRAME_BYTES and side["complete"] is True
+    # Voices are personal data: owner only, whatever the umask.
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(out.with_suffix(".json")).st_mode) == 0o600
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
@@ -197,8 +202,11 @@ def test_plain_topic_to_flac_is_exact(recorded: dict[str, Any], storage: str,
                                       tmp_path: Path) -> None:
     out = tmp_path / "plain.flac"
     topic = f"{recorded['namespace']}/audio"
-    result = bag_to_wav(recorded["bags"][storage], "-t", topic, "-f", "flac", "-o", out)
+    result = bag_to_wav(recorded["bags"][storage], "-t", topic, "-f", "flac", "-o", out,
+                        "--group-readable")
     assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(out.with_suffix(".json")).st_mode) == 0o640
     expected = b"".join(bytes(deserialize_message(e[3], AudioData).data)
                         for e in recorded["plain"])
     data, rate = soundfile.read(out, dtype="int16")

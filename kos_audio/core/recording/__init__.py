@@ -3,14 +3,18 @@
 - :class:`Recorder`: writer thread + queue + pre-roll; start/stop between two chunks.
 - :class:`Recording`: one file: format conversion, sample-accurate time axis (gaps filled
   with silence from the stamps), max duration, periodic crash-safe syncs, JSON sidecar.
-- :mod:`.naming`: names that never leave the output directory nor overwrite anything.
+- :mod:`.naming`: names that never leave the output directory nor overwrite anything;
+  owner-only permissions (:data:`PRIVATE`) unless :data:`GROUP_READABLE` is asked for.
 - :mod:`.wavfile`: a WAV writer whose header stays valid while writing.
 - :mod:`.recovery`: finishing recordings left incomplete by a crash.
 """
 
 from kos_audio.core.recording.errors import RecordingError
 from kos_audio.core.recording.naming import (
+    GROUP_READABLE,
+    PRIVATE,
     ClaimedFile,
+    FileAccess,
     claim_new_file,
     claim_path,
     prepare_output_dir,
@@ -62,6 +66,9 @@ __all__ = [
     "PreRoll",
     "RecordingError",
     "ClaimedFile",
+    "FileAccess",
+    "PRIVATE",
+    "GROUP_READABLE",
     "claim_new_file",
     "claim_path",
     "prepare_output_dir",

@@ -6,6 +6,12 @@ prefix is a plain name (letters, digits, ``.``, ``_``, ``-``; no separators, no 
 descriptor of the output directory with ``O_CREAT | O_EXCL | O_NOFOLLOW``: an existing file, or a
 symlink planted at the chosen name (even a dangling one), makes the creation fail and the next
 suffix is tried, so nothing is ever overwritten or written through a link.
+
+Voices are personal data: files are created readable by their owner only (``0600``) and a
+created output directory is ``0700`` (:data:`PRIVATE`); :data:`GROUP_READABLE` (``0640`` /
+``0750``) lets the owner's group read them. The mode is set on the new, still empty file
+(``fchmod`` on its descriptor, so the umask cannot widen or narrow it) before any byte is
+written; an existing directory is never changed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,35 @@ PREFIX_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MAX_SUFFIX = 1000
 #: Extension of the sidecar written beside each recording.
 SIDECAR_SUFFIX = ".json"
+
+
+@dataclass(frozen=True, slots=True)
+class FileAccess:
+    """Permission bits of what a recorder creates.
+
+    Attributes:
+        file_mode: recordings and sidecars (e.g. ``0o600``).
+        dir_mode: an output directory the recorder creates (an existing one is left alone).
+
+    """
+
+    file_mode: int = 0o600
+    dir_mode: int = 0o700
+
+    @classmethod
+    def of(cls, *, group_readable: bool) -> FileAccess:
+        """:data:`GROUP_READABLE` or :data:`PRIVATE`."""
+        return GROUP_READABLE if group_readable else PRIVATE
+
+    def describe(self) -> str:
+        """E.g. ``files 0600, new directories 0700``."""
+        return f"files {self.file_mode:04o}, new directories {self.dir_mode:04o}"
+
+
+#: Owner only: the default (recordings of voices are personal data).
+PRIVATE = FileAccess(0o600, 0o700)
+#: Owner read/write, group read (teams sharing recordings through a group).
+GROUP_READABLE = FileAccess(0o640, 0o750)
 
 
 def validate_prefix(prefix: str) -> str:
@@ -55,8 +90,12 @@ def utc_stamp(time_ns: int) -> str:
     return f"{when:%Y%m%dT%H%M%S}.{ns // 1_000_000:03d}Z"
 
 
-def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
+def prepare_output_dir(path: str | os.PathLike[str], *, dir_mode: int = PRIVATE.dir_mode
+                       ) -> Path:
     """The absolute, symlink-resolved output directory, created (with parents) if missing.
+
+    A directory created here gets exactly ``dir_mode`` (missing parents get the umask's
+    default); an existing one keeps its mode.
 
     Raises:
         RecordingError: it cannot be created or is not a directory.
@@ -64,13 +103,30 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
     """
     directory = Path(path).expanduser()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        if not directory.is_dir():
+            _make_dir(directory, dir_mode)
         resolved = directory.resolve(strict=True)
     except OSError as err:
         raise RecordingError(f"cannot create output directory {str(directory)!r}: {err}") from err
     if not resolved.is_dir():
         raise RecordingError(f"output directory {str(directory)!r} is not a directory")
     return resolved
+
+
+def _make_dir(directory: Path, mode: int) -> None:
+    # Created with the mode (the umask can only remove bits), then set exactly while it is
+    # still empty; a directory that appeared meanwhile (a race) is not ours to change.
+    try:
+        os.mkdir(directory, mode & 0o700)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        directory.parent.mkdir(parents=True, exist_ok=True)  # parents: the umask's default
+        try:
+            os.mkdir(directory, mode & 0o700)
+        except FileExistsError:
+            return
+    os.chmod(directory, mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +136,13 @@ class ClaimedFile:
     Attributes:
         path: absolute path of the audio file.
         fd: its descriptor, open for reading and writing; the owner closes it.
+        mode: its permission bits; the sidecar gets the same.
 
     """
 
     path: Path
     fd: int
+    mode: int = PRIVATE.file_mode
 
     @property
     def sidecar_path(self) -> Path:
@@ -97,16 +155,19 @@ def sidecar_path(audio_path: Path) -> Path:
     return audio_path.with_suffix(SIDECAR_SUFFIX)
 
 
-def claim_new_file(output_dir: Path, stem: str, extension: str) -> ClaimedFile:
+def claim_new_file(output_dir: Path, stem: str, extension: str, *,
+                   mode: int = PRIVATE.file_mode) -> ClaimedFile:
     """Create ``<stem>.<extension>`` (or ``<stem>_N.<extension>``) in ``output_dir``.
 
     A name is taken only when neither the audio file nor its sidecar exists; the audio file is
-    created with ``O_EXCL | O_NOFOLLOW`` relative to a descriptor of ``output_dir``.
+    created with ``O_EXCL | O_NOFOLLOW`` relative to a descriptor of ``output_dir``, with
+    exactly the permission bits ``mode`` (whatever the umask).
 
     Args:
         output_dir: an existing directory (see :func:`prepare_output_dir`).
         stem: a name without directory parts (``validate_prefix`` + ``utc_stamp``).
         extension: without the dot, e.g. ``"wav"``.
+        mode: permission bits of the file (and later its sidecar).
 
     Raises:
         RecordingError: the directory cannot be written (read-only, missing, full...), the stem
@@ -127,29 +188,38 @@ def claim_new_file(output_dir: Path, stem: str, extension: str) -> ClaimedFile:
                 continue
             try:
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                             | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+                             | os.O_CLOEXEC, mode & 0o700, dir_fd=dir_fd)
             except FileExistsError:
                 continue  # a file or a (possibly dangling) symlink: never write through it
             except OSError as err:
                 raise RecordingError(
                     f"cannot create a recording in {str(output_dir)!r}: {err}") from err
+            try:
+                set_mode(fd, mode, output_dir / name)
+            except RecordingError:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=dir_fd)  # ours and empty
+                raise
             # Held while the file is written (released by close or death): recovery skips
             # files another live recorder still holds.
             with contextlib.suppress(OSError):  # some network filesystems refuse locks
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return ClaimedFile(output_dir / name, fd)
+            return ClaimedFile(output_dir / name, fd, mode)
     finally:
         os.close(dir_fd)
     raise RecordingError(f"no free name for {stem!r} in {str(output_dir)!r} after "
                          f"{MAX_SUFFIX} tries")
 
 
-def claim_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> ClaimedFile:
+def claim_path(path: str | os.PathLike[str], *, overwrite: bool = False,
+               mode: int = PRIVATE.file_mode) -> ClaimedFile:
     """Create the file at an explicit ``path`` (command-line tools).
+
+    Its permission bits are exactly ``mode`` (an overwritten file gets them too, once emptied).
 
     Raises:
         RecordingError: it or its sidecar exists (and ``overwrite`` is false), or it cannot be
-            created.
+            created (or given ``mode``).
 
     """
     target = Path(path).expanduser().absolute()
@@ -157,12 +227,30 @@ def claim_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Clai
         raise RecordingError(f"{str(sidecar_path(target))!r} exists; not overwriting it")
     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | (os.O_TRUNC if overwrite else os.O_EXCL)
     try:
-        fd = os.open(target, flags, 0o644)
+        fd = os.open(target, flags, mode & 0o700)
     except FileExistsError as err:
         raise RecordingError(f"{str(target)!r} exists; not overwriting it") from err
     except OSError as err:
         raise RecordingError(f"cannot create {str(target)!r}: {err}") from err
-    return ClaimedFile(target, fd)
+    set_mode(fd, mode, target)
+    return ClaimedFile(target, fd, mode)
+
+
+def set_mode(fd: int, mode: int, path: Path) -> None:
+    """Give the file open on ``fd`` exactly ``mode``, whatever the umask.
+
+    Call before writing any data.
+
+    Raises:
+        RecordingError: refused (``fd`` is then closed).
+
+    """
+    try:
+        os.fchmod(fd, mode)
+    except OSError as err:
+        os.close(fd)
+        raise RecordingError(f"cannot set the permissions of {str(path)!r} to "
+                             f"{mode:04o}: {err}") from err
 
 
 def _exists(name: str, dir_fd: int) -> bool:

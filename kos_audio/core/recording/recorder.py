@@ -25,6 +25,8 @@ from typing import Any, TypeVar, Union
 from kos_audio.core.formats import AudioFormat
 from kos_audio.core.recording.errors import RecordingError
 from kos_audio.core.recording.naming import (
+    PRIVATE,
+    FileAccess,
     claim_new_file,
     prepare_output_dir,
     utc_stamp,
@@ -68,6 +70,7 @@ class RecorderConfig:
         gaps: see :class:`GapPolicy`.
         sync_period_s: the file is made crash-readable this often (s).
         max_queue_s: audio the writer may fall behind before chunks are dropped (s).
+        access: permission bits of recordings, sidecars and a created ``output_dir``.
 
     """
 
@@ -77,6 +80,7 @@ class RecorderConfig:
     gaps: GapPolicy = field(default_factory=GapPolicy)
     sync_period_s: float = 1.0
     max_queue_s: float = 10.0
+    access: FileAccess = PRIVATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,9 +286,11 @@ class Recorder:
     def _start(self, request: StartRequest, fmt: AudioFormat, now_ns: int) -> Path:
         if self._recording is not None:
             raise RecordingError(f"already recording to {self._recording.path}")
-        directory = prepare_output_dir(self.config.output_dir)
+        access = self.config.access
+        directory = prepare_output_dir(self.config.output_dir, dir_mode=access.dir_mode)
         stem = f"{request.prefix}_{utc_stamp(now_ns)}"
-        claimed = claim_new_file(directory, stem, request.container.value)
+        claimed = claim_new_file(directory, stem, request.container.value,
+                                 mode=access.file_mode)
         pre = self._preroll.take()
         options = RecordingOptions(
             container=request.container, source_topic=self.config.source_topic,

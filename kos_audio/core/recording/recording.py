@@ -147,6 +147,7 @@ class Recording:
     ) -> None:
         self.path = claimed.path
         self.sidecar_path = claimed.sidecar_path
+        self._mode = claimed.mode
         self.options = options
         self.format = options.container.file_format(source_format)
         self.pre_roll_s = pre_roll_s
@@ -171,7 +172,7 @@ class Recording:
         self.error: str | None = None
         self._last_sync = clock()
         try:
-            write_sidecar(self.sidecar_path, self._describe(complete=False))
+            write_sidecar(self.sidecar_path, self._describe(complete=False), mode=self._mode)
         except RecordingError:
             self._abandon()
             raise
@@ -219,7 +220,7 @@ class Recording:
         try:
             self._sink.sync()
             # The progress so far, for recovery after a crash.
-            write_sidecar(self.sidecar_path, self._describe(complete=False))
+            write_sidecar(self.sidecar_path, self._describe(complete=False), mode=self._mode)
         except RecordingError as err:
             self._end(EndReason.ERROR, str(err))
 
@@ -249,7 +250,7 @@ class Recording:
             content.update(end_reason=EndReason.ERROR.value, error=self.error)
         sidecar_error = None
         try:
-            write_sidecar(self.sidecar_path, content)
+            write_sidecar(self.sidecar_path, content, mode=self._mode)
         except RecordingError as err:
             sidecar_error = str(err)
         assert self.ended is not None

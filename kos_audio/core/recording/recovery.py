@@ -86,7 +86,11 @@ def _recover(directory: Path, sidecar: Path, content: dict[str, Any]) -> str | N
         ended_at=None if end is None else iso8601(end), ended_at_ns=end, sha256=digest,
         error="the recorder stopped without finishing this file (crash or kill); it was "
               "recovered from what reached the disk; gap counts cover until the last sync")
-    write_sidecar(sidecar, content)
+    try:
+        mode = stat.S_IMODE(os.lstat(sidecar).st_mode)  # keep what the recorder chose
+    except OSError:
+        mode = 0o600
+    write_sidecar(sidecar, content, mode=mode)
     return f"recovered {audio} left incomplete by a crash: {frames / rate:.3f} s"
 
 

@@ -80,10 +80,12 @@ def sha256_of(path: Path, *, block_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def write_sidecar(path: Path, content: dict[str, Any]) -> None:
+def write_sidecar(path: Path, content: dict[str, Any], *, mode: int = 0o600) -> None:
     """Write ``content`` as the sidecar ``path``, atomically (never a half-written JSON).
 
-    The temporary file is created exclusively beside it, so nothing else is overwritten.
+    The temporary file is created exclusively beside it, so nothing else is overwritten, with
+    exactly the permission bits ``mode`` (set before anything is written; the default is
+    owner-only, like the recording: see :class:`~kos_audio.core.recording.naming.FileAccess`).
 
     Raises:
         RecordingError: the directory refused the write.
@@ -93,8 +95,9 @@ def write_sidecar(path: Path, content: dict[str, Any]) -> None:
     text = json.dumps({"schema": SCHEMA, **content}, indent=2, sort_keys=False) + "\n"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644)
+                     mode & 0o700)
         try:
+            os.fchmod(fd, mode)  # exactly, whatever the umask; the file is still empty
             with os.fdopen(fd, "w", encoding="utf-8") as file:
                 file.write(text)
                 file.flush()
