@@ -137,8 +137,9 @@ print("\n".join(sorted(e.name for e in distribution("kos_audio").entry_points
 }
 
 # --- apt -------------------------------------------------------------------------------
+# espeak-ng: speech for the echo-cancellation tests; nftables: the two-host tests' lossy link.
 apt_packages=(libportaudio2 libsndfile1 pulseaudio pulseaudio-utils libasound2-plugins
-              alsa-utils cmake g++ sox libsox-fmt-base)
+              alsa-utils cmake g++ sox libsox-fmt-base espeak-ng nftables)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
@@ -150,15 +151,6 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
-fi
-# nftables: the two-host tests (test/multihost) shape a veth link with it; they need root, so
-# install it only when running as root (elsewhere those tests skip).
-if [ "$(id -u)" -eq 0 ] && ! dpkg-query -W -f='${Status}' nftables 2>/dev/null \
-    | grep -q "install ok installed"; then
-  say "installing apt package: nftables"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables \
-    >/dev/null
 fi
 
 # --- venv + Python packages ------------------------------------------------------------
