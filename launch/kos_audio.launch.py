@@ -1,17 +1,22 @@
 """The robot's audio bring-up: ros2 launch kos_audio kos_audio.launch.py [namespace:=robot1]
-[mic_source:=device] [sink:=device] [mic_device:=3] [speaker_device:=pulse].
+[mic_source:=device] [sink:=device] [mic_device:=3] [speaker_device:=pulse] [aec:=true]
+[barge_in:=true].
 
 Starts mic_node (publishing mic/audio, mic/audio_stamped, mic/audio_info) and speaker_node
 (playing tts/audio with its format on tts/audio_info, background/audio under it, publishing
 is_speaking). The remaps keep the speaker from ever playing the microphone. recorder_node
-records mic/audio_stamped on request (recorder/start, recorder/stop).
+records mic/audio_stamped on request (recorder/start, recorder/stop). With aec:=true,
+echo_canceller publishes mic/clean/* (the microphone without the robot's voice) and
+voice_activity; with barge_in:=true the user talking over the robot interrupts it.
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.conditions import IfCondition
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -33,9 +38,17 @@ def text(name: str) -> ParameterValue:
 
 
 def generate_launch_description() -> LaunchDescription:
-    config = Path(get_package_share_directory("kos_audio")) / "config"
+    share = Path(get_package_share_directory("kos_audio"))
+    config = share / "config"
     namespace = LaunchConfiguration("namespace")
+    barge_in = ParameterValue(LaunchConfiguration("barge_in"), value_type=bool)
     return LaunchDescription([
+        DeclareLaunchArgument("aec", default_value="false",
+                              description="echo_canceller: mic/clean/* without the robot's "
+                                          "voice, and voice_activity"),
+        DeclareLaunchArgument("barge_in", default_value="false",
+                              description="the user talking over the robot interrupts it "
+                                          "(starts echo_canceller too)"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of every node and topic"),
         DeclareLaunchArgument("mic_config", default_value=str(config / "mic.yaml"),
@@ -66,7 +79,8 @@ def generate_launch_description() -> LaunchDescription:
             name="speaker",
             namespace=namespace,
             parameters=[LaunchConfiguration("speaker_config"),
-                        {"sink": text("sink"), "device": text("speaker_device")}],
+                        {"sink": text("sink"), "device": text("speaker_device"),
+                         "barge_in.enabled": barge_in}],
             remappings=SPEAKER_REMAPS,
             output="screen",
         ),
@@ -81,5 +95,13 @@ def generate_launch_description() -> LaunchDescription:
             parameters=[LaunchConfiguration("recorder_config")],
             remappings=RECORDER_REMAPS,
             output="screen",
+        ),
+        # --- echo canceller: with aec:=true, or barge_in:=true (which listens to its VAD) ---
+        IncludeLaunchDescription(
+            PythonLaunchDescriptionSource(str(share / "launch" / "echo_canceller.launch.py")),
+            launch_arguments={"namespace": namespace}.items(),
+            condition=IfCondition(PythonExpression([
+                "'", LaunchConfiguration("aec"), "'.lower() == 'true' or '",
+                LaunchConfiguration("barge_in"), "'.lower() == 'true'"])),
         ),
     ])

@@ -128,6 +128,7 @@ class PlaybackEngine:
         self._output = output
         self._rate = output.sample_rate_hz
         self._held: int | None = None  # pulls that held back a starting utterance
+        self._utterance_frames = 0  # speech frames pulled since the utterance started
         self._dry = True  # the last pull found less speech than it wanted (or none yet)
         self._max_frames = max(1, round(self.max_queue_s * self._rate))
         self._speech = FrameQueue(output.channels)
@@ -231,6 +232,7 @@ class PlaybackEngine:
                     # An utterance starts: its first sample's latency is measured. The
                     # resampler may return nothing yet; the mark waits for the first frames.
                     self._mark = receive_mono
+                    self._utterance_frames = 0
                 if len(chunk.frames):
                     if self._dry and speech.frames <= speech.fade_frames:
                         # It ran dry (a start, or the producer fell behind): build a reserve.
@@ -350,6 +352,7 @@ class PlaybackEngine:
                 if n > taken.fade_frames:
                     self._sound_until = now + latency + n / self._rate
                     counts.played_frames += n - taken.fade_frames
+                    self._utterance_frames += n - taken.fade_frames
                 for pos, mark in taken.marks:
                     counts.latencies_s.append(now + latency + pos / self._rate - mark)
                 ran_out = not speech.frames and not self._speech_in.pending
@@ -429,6 +432,16 @@ class PlaybackEngine:
                 self._counts.interrupt_frames += dropped
                 self._counts.interrupts += 1
                 return dropped / self._rate
+
+    @property
+    def utterance_played_s(self) -> float:
+        """Seconds of the current (or last) utterance pulled so far.
+
+        What an interrupt now would leave played (the output latency's worth of it may still
+        be in the device).
+        """
+        with self._lock:
+            return self._utterance_frames / self._rate
 
     def pause(self) -> bool:
         """Stop taking speech from the queue (kept); True if it was playing."""

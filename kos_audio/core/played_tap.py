@@ -12,6 +12,7 @@ it restarts or the tap was off, the start time estimated as the earliest of the 
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,8 @@ class PlayedTap:
     Args:
         sample_format: the format chunks are encoded in (rate and channels are the sink's).
         chunk_ms: duration of one chunk (ms), at the sink's rate.
+        clock_offset_ns: returns (ROS time - system time) in ns, read at each anchor so
+            stamps are on the ROS clock, like the microphone's.
 
     Attributes:
         enabled: while False, :meth:`push` drops blocks at no cost (nobody listens); the next
@@ -51,8 +54,10 @@ class PlayedTap:
     """
 
     def __init__(self, sample_format: SampleFormat = SampleFormat.S16LE,
-                 chunk_ms: float = 20.0) -> None:
+                 chunk_ms: float = 20.0, *,
+                 clock_offset_ns: Callable[[], int] = lambda: 0) -> None:
         self.sample_format = sample_format
+        self._clock_offset_ns = clock_offset_ns
         self.chunk_ms = chunk_ms
         self.enabled = False
         self.dropped = 0
@@ -107,7 +112,8 @@ class PlayedTap:
                 out.extend((stamper.target, c) for c in stamper.flush())
             target = AudioFormat(source.sample_rate_hz, source.channels, self.sample_format)
             stamper = self._stamper = ChunkStamper(
-                source, target, target.frames_for_ms(self.chunk_ms), settle_s=SETTLE_S)
+                source, target, target.frames_for_ms(self.chunk_ms), settle_s=SETTLE_S,
+                clock_offset_ns=self._clock_offset_ns)
         block = CapturedBlock(played.samples.tobytes(), played.dac_ns, played.discontinuity)
         out.extend((stamper.target, c) for c in stamper.push(block))
         return out

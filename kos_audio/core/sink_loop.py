@@ -11,8 +11,12 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+import numpy.typing as npt
+
 from kos_audio.core.backoff import Backoff
-from kos_audio.core.interfaces import AudioSink, EventCallback
+from kos_audio.core.formats import AudioFormat
+from kos_audio.core.interfaces import AudioSink, EventCallback, PlaybackBlock, PullCallback
 from kos_audio.core.playback import PlaybackEngine
 from kos_audio.errors import KosAudioError
 
@@ -21,6 +25,8 @@ from kos_audio.errors import KosAudioError
 #: last pulled speech has been heard (is_speaking's falling edge), not on a fixed fine tick:
 #: a Python thread waking at 100 Hz costs about 1 % of a core by itself.
 HOUSEKEEPING_S = 0.1
+#: ``on_played(samples, format, leaves_speaker_ns)``: see :class:`PlaybackLoop`.
+PlayedCallback = Callable[[npt.NDArray[np.float32], AudioFormat, int], None]
 #: While waiting to reopen the sink, the loop ticks this often (s).
 TICK_S = 0.01
 
@@ -52,6 +58,9 @@ class PlaybackLoop:
         on_event: ``(kind, message)`` on the loop's thread; kinds ``"opened"``, ``"error"``,
             ``"reformat"``.
         on_tick: called every tick on the loop's thread (e.g. to publish is_speaking changes).
+        on_played: ``(samples, format, leaves_speaker_ns)`` for every block the sink pulls, on
+            the sink's real-time thread (must only copy and queue): what is played, and the
+            system time its first frame leaves the speaker (pull time + output latency).
 
     """
 
@@ -62,12 +71,14 @@ class PlaybackLoop:
         *,
         on_event: EventCallback,
         on_tick: Callable[[], None] = lambda: None,
+        on_played: PlayedCallback | None = None,
         backoff: Backoff | None = None,
     ) -> None:
         self.sink = sink
         self.engine = engine
         self._on_event = on_event
         self._on_tick = on_tick
+        self._on_played = on_played
         self._backoff = backoff or Backoff()
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by the engine (speech ran out) and by stop()
@@ -124,7 +135,7 @@ class PlaybackLoop:
                                    f"{fmt.describe()}; dropped {dropped_s:.2f} s queued")
                 self.engine.block_s = self.sink.block_frames / fmt.sample_rate_hz
                 self.engine.output_latency_s = self.sink.output_latency_s
-                self.sink.start(self.engine.pull)
+                self.sink.start(self._pull_for(fmt))
                 self.state = SinkState.RUNNING
                 running_since = time.monotonic()
                 self._on_event("opened", f"{self.sink.describe()} playing {fmt.describe()}, "
@@ -141,6 +152,21 @@ class PlaybackLoop:
                 self.state = SinkState.BACKOFF
                 self._tick_until(time.monotonic() + delay)
         self.sink.close()
+
+    def _pull_for(self, fmt: AudioFormat) -> PullCallback:
+        """The engine's pull, and with ``on_played`` every block also handed to it."""
+        on_played = self._on_played
+        if on_played is None:
+            return self.engine.pull
+        engine_pull, sink = self.engine.pull, self.sink
+
+        def pull(frames: int) -> PlaybackBlock:
+            block = engine_pull(frames)
+            # Its first frame leaves the speaker after what the sink still holds.
+            on_played(block.samples, fmt, time.time_ns() + int(sink.output_latency_s * 1e9))
+            return block
+
+        return pull
 
     def _supervise(self) -> None:
         """Tick until stopped; raises the sink's ``BackendError`` when it broke."""

@@ -4,7 +4,11 @@ Subscribes (relative names): ``audio`` (AudioData) or, with ``input.stamped``,
 ``audio_stamped`` (AudioDataStamped); ``audio_info`` (AudioInfo; a format change applies from
 the next chunk); ``background/audio`` + ``background/audio_info`` (mixed under the speech,
 ducked while it plays); ``interrupt`` (std_msgs/Empty).
-Publishes: ``is_speaking`` (std_msgs/Bool, latched, on every change).
+Publishes: ``is_speaking`` (std_msgs/Bool, latched, on every change); ``played/audio_stamped``,
+``played/audio`` and ``played/audio_info`` (latched): what the sink plays, stamped when it
+leaves the speaker (the echo reference; published only while subscribed).
+With ``barge_in.enabled`` it subscribes ``voice_activity`` (std_msgs/Bool): the user talking
+over the robot for ``barge_in.min_speech_ms`` interrupts it.
 Services: ``~/interrupt`` (std_srvs/Trigger), ``~/pause`` (std_srvs/SetBool).
 Diagnostics on ``/diagnostics``.
 
@@ -37,6 +41,7 @@ from kos_audio.core.playback import EnqueueResult, PlaybackEngine
 from kos_audio.core.sink_loop import PlaybackLoop, SinkState
 from kos_audio.errors import KosAudioError
 from kos_audio.ros import diagnostics
+from kos_audio.ros.barge_in import BargeIn
 from kos_audio.ros.messages import format_of, time_ns
 from kos_audio.ros.params import (
     Param,
@@ -46,6 +51,7 @@ from kos_audio.ros.params import (
     on_parameters_set,
     qos_params,
 )
+from kos_audio.ros.played_publisher import PlayedPublisher
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
 from kos_audio.ros.runner import run_node
 from kos_audio.ros.throttle import ProblemLog
@@ -96,6 +102,12 @@ PARAMS = [
     Param("interrupt.fence_ms", 500.0,
           "After an interrupt, unstamped chunks are dropped for this long (ms) as late chunks "
           "of the interrupted utterance", float_range=(0.0, 1900.0)),
+    Param("barge_in.enabled", False, "Interrupt the robot when voice_activity (echo_canceller's "
+          "voice activity of the user) stays true for barge_in.min_speech_ms while it speaks"),
+    Param("barge_in.min_speech_ms", 150.0, "How long (ms) the user must speak to interrupt",
+          float_range=(0.0, 5000.0)),
+    Param("played.chunk_ms", 20.0, "Duration (ms) of one played/audio_stamped chunk",
+          float_range=(2.0, 500.0)),
     Param("file.path", "", "sink=file: the audio file (WAV, FLAC, OGG) written in real time"),
     Param("kos.address", "localhost:50051", "sink=kos: host:port of the KOS SoundService"),
     Param("kos.timeout_s", 5.0, "sink=kos: deadline of GetAudioInfo (s)",
@@ -178,8 +190,14 @@ class SpeakerNode(Node):
         self._diag = diagnostics.DiagnosticsPublisher(self, hardware_id=self.sink.describe())
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
+        self.played = PlayedPublisher(self, qos, chunk_ms=p["played.chunk_ms"])
+        self.barge_in: BargeIn | None = None
+        if p["barge_in.enabled"]:
+            self.barge_in = BargeIn(self, min_speech_ms=p["barge_in.min_speech_ms"],
+                                    interrupt=self._interrupt, speaking=self.engine.speaking)
         self.loop = PlaybackLoop(self.sink, self.engine, on_event=self._on_event,
-                                 on_tick=self._update_speaking)
+                                 on_tick=self._update_speaking,
+                                 on_played=self.played.on_played)
         self.loop.start()
         stamped = "audio_stamped" if p["input.stamped"] else "audio"
         self.get_logger().info(
@@ -271,19 +289,23 @@ class SpeakerNode(Node):
     # -- executor thread: control ------------------------------------------------------------
     def _on_interrupt(self, request: Trigger.Request, response: Trigger.Response
                       ) -> Trigger.Response:
-        dropped = self._interrupt("~/interrupt")
+        response.message = self._interrupt("~/interrupt")
         response.success = True
-        response.message = f"interrupted: dropped {dropped:.3f} s of queued speech"
         return response
 
     def _on_interrupt_topic(self, _msg: Empty) -> None:
         self._interrupt("interrupt topic")
 
-    def _interrupt(self, origin: str) -> float:
+    def _interrupt(self, origin: str) -> str:
+        """Interrupt now; returns what happened, as logged (executor thread)."""
+        speaking = self.engine.speaking()
+        played = self.engine.utterance_played_s
         dropped = self.loop.interrupt(self._now_ns())
         self._update_speaking()
-        self.get_logger().info(f"interrupted by {origin}: dropped {dropped:.3f} s of speech")
-        return dropped
+        what = (f"interrupted: played {played:.3f} s of the utterance, dropped {dropped:.3f} s"
+                if speaking else f"interrupted: nothing was playing (dropped {dropped:.3f} s)")
+        self.get_logger().info(f"{what} ({origin})")
+        return what
 
     def _on_pause(self, request: SetBool.Request, response: SetBool.Response
                   ) -> SetBool.Response:
@@ -372,6 +394,10 @@ class SpeakerNode(Node):
             "sink_rate_ratio": rate_ratio,
             "invalid_infos": self._invalid_infos,
             "sink_failures": self.loop.failures,
+            "played_chunks": self.played.chunks,
+            "played_dropped_blocks": self.played.dropped,
+            "barge_in_interrupts": self.barge_in.interrupts if self.barge_in else 0,
+            "barge_in_ignored": self.barge_in.ignored if self.barge_in else 0,
             "errors": errors,
             "last_error": last_error,
             **self.sink.diagnostics(),
@@ -385,6 +411,7 @@ class SpeakerNode(Node):
         publisher (``get_publisher_count() == 0``) for "not speaking".
         """
         self.loop.stop()
+        self.played.close()
         with self._lock:
             was_speaking, self._speaking = self._speaking, False
         if was_speaking and self.context.ok():
