@@ -55,6 +55,11 @@ from kos_audio.ros.throttle import ProblemLog
 
 DIAGNOSTICS_PERIOD_S = 1.0
 LOG_THROTTLE_S = 5.0
+#: No reference for this long (s) means the speaker is not publishing: microphone chunks stop
+#: waiting for it. Shorter pauses are a loaded machine: a chunk processed without its
+#: reference would pass the robot's echo to the VAD (measured: a self-interrupt when two test
+#: runs shared 2 cores and the reference paused for over 100 ms).
+REFERENCE_STREAM_TIMEOUT_S = 1.0
 #: Messages waiting for the worker, at most (about 20 s of 20 ms chunks on both streams);
 #: beyond it the oldest are dropped and counted.
 MAX_QUEUE = 2000
@@ -81,7 +86,7 @@ PARAMS = [
     Param("max_reference_offset_ms", 2000.0,
           "Reference chunks stamped further than this from the microphone's time are "
           "refused (a speaker on another clock)", float_range=(10.0, 3_600_000.0)),
-    Param("reference_wait_ms", 100.0,
+    Param("reference_wait_ms", 300.0,
           "A microphone chunk waits at most this long for its reference to arrive (while "
           "the speaker publishes one)", float_range=(0.0, 2000.0)),
     *qos_params(),
@@ -283,7 +288,8 @@ class EchoCancellerNode(Node):
 
     def _ready(self, chunk: _MicChunk, now: float) -> bool:
         assert self._timeline is not None and self._mic_format is not None
-        if self._last_ref_arrival is None or now - self._last_ref_arrival > self._wait_s:
+        if self._last_ref_arrival is None or \
+                now - self._last_ref_arrival > max(self._wait_s, REFERENCE_STREAM_TIMEOUT_S):
             return True  # no reference stream at the moment: nothing to wait for
         if now - chunk.arrived >= self._wait_s:
             return True
