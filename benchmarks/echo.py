@@ -22,8 +22,10 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +78,17 @@ def run_rate(pulse: PulseServer, rate: int, seconds: float) -> None:
                   if node.proc is not None}
         for meter in meters.values():
             meter.start()
-        for i in range(0, len(pcm), 640):
-            tts.publish(AudioData(data=pcm[i : i + 640]))
+        # Published ahead of real time, in 2 s bursts: a burst of the whole minute would
+        # overflow the speaker's subscription history (qos.depth 1000 chunks = 20 s).
+        def publish_all() -> None:
+            t0 = time.monotonic()
+            for k, i in enumerate(range(0, len(pcm), 640)):
+                if k % 100 == 0:
+                    time.sleep(max(0.0, t0 + k * 0.02 - 4.0 - time.monotonic()))
+                tts.publish(AudioData(data=pcm[i : i + 640]))
+
+        publisher = threading.Thread(target=publish_all, daemon=True)
+        publisher.start()
         wait_until(lambda: any(m.data for m in speaking.messages[1:]), 10, "speaking")
         started = next(t for t, m in speaking.timed if m.data)
         wait_until(lambda: any(not m.data for t, m in speaking.timed if t > started),
@@ -85,16 +96,27 @@ def run_rate(pulse: PulseServer, rate: int, seconds: float) -> None:
         ended = next(t for t, m in speaking.timed if t > started and not m.data)
         wait_until(lambda: clean.timed[-1][0] > ended + NS // 2, 10, "clean to catch up")
         cpu = {name: meter.stop() for name, meter in meters.items()}
+        publisher.join()
     finally:
         for node in reversed(list(nodes.values())):
             node.stop()
         pulse.unload(loopback)
 
-    def by_stamp(rows: list[tuple[int, AudioDataStamped]]) -> dict[int, tuple[int, bytes]]:
+    report(rate, seconds, (started, ended), mic_timed=mic.timed, clean_timed=clean.timed,
+           vad_timed=vad.timed, cpu=cpu)
+    probe.close()
+
+
+def report(rate: int, seconds: float, span: tuple[int, int], *, mic_timed: list[Any],
+           clean_timed: list[Any], vad_timed: list[Any], cpu: dict[str, float]) -> None:
+    """Print the figures of one rate from what the probe received."""
+    started, ended = span
+
+    def by_stamp(rows: list[Any]) -> dict[int, tuple[int, bytes]]:
         return {m.header.stamp.sec * NS + m.header.stamp.nanosec: (t, bytes(m.audio.data))
                 for t, m in rows}
 
-    mic_rows, clean_rows = by_stamp(mic.timed), by_stamp(clean.timed)
+    mic_rows, clean_rows = by_stamp(mic_timed), by_stamp(clean_timed)
     stamps = sorted(s for s in mic_rows if started <= s <= ended and s in clean_rows)
     mic_x = np.concatenate([np.frombuffer(mic_rows[s][1], "<i2") for s in stamps]) / 32768.0
     clean_x = np.concatenate([np.frombuffer(clean_rows[s][1], "<i2") for s in stamps]) / 32768.0
@@ -106,9 +128,8 @@ def run_rate(pulse: PulseServer, rate: int, seconds: float) -> None:
     added = [(clean_rows[s][0] - mic_rows[s][0]) / 1e6 for s in stamps]
     mic_latency = [(mic_rows[s][0] - s) / 1e6 for s in stamps]
     clean_latency = [(clean_rows[s][0] - s) / 1e6 for s in stamps]
-    detections = sum(1 for t, m in vad.timed if m.data and started <= t <= ended)
+    detections = sum(1 for t, m in vad_timed if m.data and started <= t <= ended)
     self_interrupts = (ended - started) / 1e9 < seconds - 0.5
-    probe.close()
     print(f"{rate} Hz: {len(stamps)} chunks, {(ended - started) / 1e9:.1f} s of robot speech; "
           f"echo reduced {erle_db(mic_x, clean_x, rate):.1f} dB (median of 1 s windows; "
           f"p10 {np.percentile(windows, 10):.1f} dB); voice-activity detections "
@@ -117,6 +138,8 @@ def run_rate(pulse: PulseServer, rate: int, seconds: float) -> None:
           f"{percentiles(added)}; mic stamp -> mic arrival {percentiles(mic_latency)}; "
           f"mic stamp -> clean arrival {percentiles(clean_latency)}")
     print(f"{rate} Hz: CPU % of one core: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
+
+
 
 
 def main(argv: list[str]) -> int:

@@ -144,6 +144,7 @@ class StreamDecoder:
         self._resampler = av.AudioResampler(format="s16", layout=layout, rate=sample_rate_hz)
         self._av = av
         self._last_toc = -1
+        self._previous_toc = -1
         self._frames_in = 0  # decoder-rate frames handed to the resampler (Opus)
         self._frames_out = 0  # frames returned (Opus)
         self.corrupt = 0
@@ -162,7 +163,7 @@ class StreamDecoder:
         try:
             if self.coding == "opus":
                 frames = list(self._ctx.decode(self._av.Packet(payload)))
-                self._last_toc = payload[0]
+                self._previous_toc, self._last_toc = self._last_toc, payload[0]
             else:
                 frames = [f for p in self._ctx.parse(payload) for f in self._ctx.decode(p)]
         except (self._av.error.FFmpegError, ValueError) as err:
@@ -170,6 +171,14 @@ class StreamDecoder:
             raise AudioFormatError(
                 f"corrupt {self.coding} data ({len(payload)} bytes): {err}") from err
         return self._pcm(frames)
+
+    def refuse_last(self) -> None:
+        """The last payload decoded was not this stream's (a caller's check refused it).
+
+        Concealment goes on from the packet before it, not from whatever its first byte said.
+        """
+        self._last_toc = self._previous_toc
+        self.corrupt += 1
 
     def conceal(self, frames: int) -> bytes:
         """S16LE standing in for ``frames`` lost frames.

@@ -125,6 +125,7 @@ class PayloadDecoder:
                 len(payload) * 8 * rate > self._max_bitrate * frames:
             # libopus decodes almost any bytes; raw PCM under an Opus audio_info would play
             # as loud noise. Its size gives it away: PCM is far above any Opus bitrate.
+            self._codec.refuse_last()
             raise AudioFormatError(
                 f"a {len(payload)}-byte payload for {frames * 1000 // rate} ms is "
                 f"{len(payload) * 8 * rate // frames // 1000} kbit/s, beyond "

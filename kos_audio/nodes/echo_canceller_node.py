@@ -11,14 +11,21 @@ Publishes:
     ``clean/audio_info`` (latched; mono, the microphone's rate and sample format) and
     ``voice_activity`` (std_msgs/Bool, latched, on change). Diagnostics on ``/diagnostics``.
 
+Both inputs may carry raw PCM (``coding_format: wave``), Opus packets (``opus``, e.g. mic_node
+with ``encoding: opus``) or an MP3 byte stream (``mp3``): compressed payloads are decoded
+first, and ``clean/`` is always raw PCM (``clean/audio_info`` says ``wave``). A microphone
+chunk following lost Opus messages carries their concealment in front, so its clean chunk is
+longer and stamped where the loss began. Undecodable payloads are dropped, logged and counted
+(``corrupt_chunks``).
+
 Without a reference (speaker silent or not running, or stamps further than
 ``max_reference_offset_ms`` from the microphone's), the microphone passes through the
 canceller unchanged but for its high-pass filter, and the diagnostics say ``reference:
 missing``.
 
-Threads: subscription callbacks only enqueue messages; conversion, echo cancellation, voice
-activity and publishing run on one worker thread (WebRTC's state belongs to one thread).
-The executor thread serves parameters and the diagnostics timer.
+Threads: subscription callbacks only enqueue messages; decoding, conversion, echo
+cancellation, voice activity and publishing run on one worker thread (WebRTC's state belongs
+to one thread). The executor thread serves parameters and the diagnostics timer.
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ from kos_audio.core.echo.vad import silero_scorer
 from kos_audio.core.formats import AudioFormat
 from kos_audio.errors import KosAudioError
 from kos_audio.ros import diagnostics
-from kos_audio.ros.messages import audio_info, audio_messages, format_of, time_ns
+from kos_audio.ros.incoming import IncomingAudio
+from kos_audio.ros.messages import audio_info, audio_messages, time_ns
 from kos_audio.ros.params import Param, declare_all, on_parameters_set, qos_params
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
 from kos_audio.ros.runner import run_node
@@ -97,8 +105,9 @@ PARAMS = [
 class _MicChunk:
     stamp_ns: int
     frame_id: str
-    data: Any  # the message's uint8 buffer
+    data: Any  # PCM in the microphone's format; the message's payload while not decoded
     arrived: float  # monotonic s
+    decoded: bool = True  # False: arrived before the first audio_info, decode it then
 
 
 class EchoCancellerNode(Node):
@@ -144,7 +153,9 @@ class EchoCancellerNode(Node):
         self._timeline: ReferenceTimeline | None = None
         self._vad: VoiceActivity | None = None
         self._pending: deque[_MicChunk] = deque()
-        self._ref_held: list[Any] = []  # reference chunks before their audio_info
+        # Reference chunks before their audio_info: (payload or PCM, its format if decoded,
+        # stamp).
+        self._ref_held: list[tuple[Any, AudioFormat | None, int]] = []
         self._last_ref_arrival: float | None = None
         self._config_error = ""
         self._counts = {"chunks_in": 0, "chunks_out": 0, "frames_out": 0, "bad_chunks": 0,
@@ -154,6 +165,8 @@ class EchoCancellerNode(Node):
         self._cpu_s = 0.0
         self._cpu_last = (time.monotonic(), 0.0)
         self._problems = ProblemLog(self.get_logger(), LOG_THROTTLE_S)
+        self._mic_in = IncomingAudio("audio_stamped", self._problems)
+        self._ref_in = IncomingAudio(p["reference_topic"], self._problems)
         self._diag = diagnostics.DiagnosticsPublisher(self, hardware_id="webrtc-aec3+silero")
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._run, name="echo-canceller", daemon=True)
@@ -209,37 +222,61 @@ class EchoCancellerNode(Node):
     def _handle(self, kind: str, msg: Any, arrived: float) -> None:
         if kind == "mic":
             self._counts["chunks_in"] += 1
-            self._pending.append(_MicChunk(time_ns(msg.header.stamp), msg.header.frame_id,
-                                           msg.audio.data, arrived))
-            if self._mic_format is None and len(self._pending) > MAX_HELD_WITHOUT_FORMAT:
+            chunk = _MicChunk(time_ns(msg.header.stamp), msg.header.frame_id, msg.audio.data,
+                              arrived, decoded=False)
+            if self._mic_format is not None:
+                self._add_mic(chunk)
+                return
+            self._pending.append(chunk)
+            if len(self._pending) > MAX_HELD_WITHOUT_FORMAT:
                 self._pending.popleft()
                 self._counts["held_without_format_drops"] += 1
         elif kind == "mic_info":
             self._drain(force=True)  # what came before is in the old format
-            self._set_mic_format(format_of(msg))
+            fmt = self._mic_in.configure(msg)
+            held = [c for c in self._pending if not c.decoded]  # from before any audio_info
+            self._pending = deque(c for c in self._pending if c.decoded)
+            self._set_mic_format(fmt)
+            for chunk in held:
+                self._add_mic(chunk)
         elif kind == "ref_info":
-            self._ref_format = format_of(msg)
+            self._ref_format = self._ref_in.configure(msg)
             self._replay_references()
         elif kind == "ref":
             self._last_ref_arrival = arrived
-            self._add_reference(msg)
+            self._add_reference(msg.audio.data, None, time_ns(msg.header.stamp))
 
-    def _add_reference(self, msg: Any) -> None:
-        if self._timeline is None or self._ref_format is None:
+    def _add_mic(self, chunk: _MicChunk) -> None:
+        """Decode a microphone payload (in arrival order) and queue its PCM."""
+        decoded = self._mic_in.decode(chunk.data, chunk.stamp_ns)
+        if decoded is None:
+            return  # corrupt: warned and counted
+        if decoded.pcm:  # (an MP3 piece may complete no frame yet)
+            self._pending.append(_MicChunk(decoded.stamp_ns or chunk.stamp_ns, chunk.frame_id,
+                                           decoded.pcm, chunk.arrived))
+
+    def _add_reference(self, data: Any, fmt: AudioFormat | None, stamp_ns: int) -> None:
+        """Add reference audio: a payload (``fmt`` None) or PCM already decoded in ``fmt``."""
+        if fmt is None and self._ref_format is not None:
+            decoded = self._ref_in.decode(data, stamp_ns)
+            if decoded is None or not decoded.pcm:
+                return
+            data, fmt, stamp_ns = decoded.pcm, self._ref_format, decoded.stamp_ns or stamp_ns
+        if self._timeline is None or fmt is None:
             # The latched audio_info (the reference's, or the microphone's, which sets the
             # timeline's rate) may come a moment after the first chunks: hold them.
-            self._ref_held.append(msg)
+            self._ref_held.append((data, fmt, stamp_ns))
             if len(self._ref_held) > MAX_HELD_WITHOUT_FORMAT:
                 self._ref_held.pop(0)
                 self._counts["reference_without_format"] += 1
             return
         self._counts["reference_chunks"] += 1
-        self._timeline.add(msg.audio.data, self._ref_format, time_ns(msg.header.stamp))
+        self._timeline.add(data, fmt, stamp_ns)
 
     def _replay_references(self) -> None:
         held, self._ref_held = self._ref_held, []
-        for msg in held:
-            self._add_reference(msg)
+        for data, fmt, stamp_ns in held:
+            self._add_reference(data, fmt, stamp_ns)
 
     def _set_mic_format(self, fmt: AudioFormat) -> None:
         if fmt == self._mic_format:
@@ -375,6 +412,10 @@ class EchoCancellerNode(Node):
             "voice_active": bool(vad.active) if vad else False,
             "vad_probability": float(vad.probability) if vad else 0.0,
             "pending_chunks": len(self._pending),
+            "mic_coding": self._mic_in.coding or "none",
+            "reference_coding": self._ref_in.coding or "none",
+            "corrupt_chunks": self._mic_in.corrupt + self._ref_in.corrupt,
+            "concealed_s": self._mic_in.concealed_s + self._ref_in.concealed_s,
             "worker_cpu_percent": cpu_percent,
             "errors": self._problems.errors,
             "last_error": self._problems.last_error,

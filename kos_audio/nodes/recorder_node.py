@@ -5,18 +5,26 @@ Subscribes (relative names, so namespaces and remaps apply): ``audio_stamped``
 (AudioInfo, latched). Services: ``~/start`` and ``~/stop`` (std_srvs/Trigger; the response message
 is the file's absolute path, or the reason for refusing). Diagnostics on ``/diagnostics``.
 
+The topic may carry raw PCM (``coding_format: wave``), Opus packets (``opus``, one per
+message) or an MP3 byte stream (``mp3``): compressed audio is decoded and the decoded PCM
+recorded (the file is PCM WAV/FLAC/OGG). Opus messages lost on the link are concealed by the
+decoder, so the file has no hole; they are counted as ``concealed`` in the sidecar and the
+diagnostics, not as gaps. A payload that cannot be decoded is dropped, logged and counted
+(``corrupt_chunks``).
+
 Each recording is a WAV/FLAC/OGG file plus a JSON sidecar (see
 :mod:`kos_audio.core.recording.sidecar`), with a sample-accurate time axis (stamp gaps filled
 with silence), an optional pre-roll, an optional duration limit, crash-safe WAV headers
 (re-written every ``sync_period_s``) and names that never leave ``output_dir`` nor overwrite.
 Incomplete recordings left by a crash are finished when the node starts (``recover``).
 
-Threads: subscription callbacks (executor) only copy the bytes and enqueue them; the recorder's
-writer thread does conversion, file I/O, hashing and sidecars. A service callback waits for the
-writer's answer (creating a file takes milliseconds; stopping also hashes the file, about
-0.3 s per 100 MB): meanwhile arriving audio waits in the subscription's queue (``qos.depth``).
-A single-threaded executor on purpose: rclpy's MultiThreadedExecutor delayed audio callbacks by
-up to a second here, and its coroutine callbacks busy-wait.
+Threads: subscription callbacks (executor) copy the bytes (decode them, when compressed: Opus
+costs about 1% of a core) and enqueue them; the recorder's writer thread does conversion,
+file I/O, hashing and sidecars. A service callback waits for the writer's answer (creating
+a file takes milliseconds; stopping also hashes the file, about 0.3 s per 100 MB): meanwhile
+arriving audio waits in the subscription's queue (``qos.depth``). A single-threaded executor
+on purpose: rclpy's MultiThreadedExecutor delayed audio callbacks by up to a second here, and
+its coroutine callbacks busy-wait.
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ from kos_audio.core.recording.recovery import recover_incomplete
 from kos_audio.core.stamping import NS_PER_S
 from kos_audio.errors import AudioFormatError
 from kos_audio.ros import diagnostics
-from kos_audio.ros.messages import format_of, time_ns
+from kos_audio.ros.incoming import IncomingAudio
+from kos_audio.ros.messages import time_ns
 from kos_audio.ros.params import Param, ParameterError, declare_all, qos_params
 from kos_audio.ros.qos import LATCHED_QOS, audio_qos
 from kos_audio.ros.runner import run_node
@@ -116,13 +125,14 @@ class RecorderNode(Node):
         else:
             self._sub = self.create_subscription(AudioData, "audio", self._on_plain, qos)
         self.create_subscription(AudioInfo, "audio_info", self._on_info, LATCHED_QOS)
-        self._format: AudioFormat | None = None
+        self._format: AudioFormat | None = None  # PCM, as decoded; None: no usable info
         self._format_problem = "no audio_info received yet"
         self._lock = threading.Lock()  # counters shared by the executor and the writer thread
         self._bad_chunks = 0
         self._chunks_without_info = 0
         self._first_without_info = 0.0  # monotonic time of the first such chunk; 0 = none
         self._problems = ProblemLog(self.get_logger(), LOG_THROTTLE_S)
+        self._incoming = IncomingAudio(self._sub.topic_name, self._problems)
         self._failing = False  # an error since the last successful start: diagnostics ERROR
         self._last_chunk = time.monotonic()
 
@@ -178,9 +188,14 @@ class RecorderNode(Node):
             if time.monotonic() - first >= INFO_GRACE_S:
                 self._problems.warning("no-info", f"dropping audio: {self._format_problem}")
             return
-        raw = bytes(data)
-        if not raw:
+        if not len(data):
             return
+        decoded = self._incoming.decode(data, stamp_ns)  # corrupt: warned and counted
+        if decoded is None or not decoded.pcm:  # (an MP3 piece may complete no frame yet)
+            return
+        raw = bytes(decoded.pcm)
+        if decoded.stamp_ns is not None:
+            stamp_ns = decoded.stamp_ns  # earlier than the message's by concealed frames
         if len(raw) % fmt.frame_bytes:
             with self._lock:
                 self._bad_chunks += 1
@@ -194,24 +209,31 @@ class RecorderNode(Node):
             stamp_ns = (self.get_clock().now().nanoseconds
                         - frames * NS_PER_S // fmt.sample_rate_hz)
         self._last_chunk = time.monotonic()
-        self._recorder.push(Chunk(raw, fmt, stamp_ns, stamped))
+        self._recorder.push(Chunk(raw, fmt, stamp_ns, stamped,
+                                  concealed_frames=decoded.concealed_frames,
+                                  coding=self._incoming.coding))
 
     def _on_info(self, info: AudioInfo) -> None:
+        old_coding = self._incoming.coding
         try:
-            fmt = format_of(info)
+            fmt = self._incoming.configure(info)
         except AudioFormatError as err:
             problem = f"audio_info refused: {err}"
             if problem != self._format_problem:  # audio_info is re-sent: say it once
                 self._error(problem)
             self._format, self._format_problem = None, problem
             return
-        if fmt != self._format:
+        coding = self._incoming.coding
+        if fmt != self._format or coding != old_coding:
             old = self._format
             self._format = fmt
             self._first_without_info = 0.0
             if old is not None:
+                # A codec change mid-stream is a format change: the decoded PCM is converted
+                # to the recording's format, like any other.
                 self.get_logger().info(
-                    f"input format changed from {old.describe()} to {fmt.describe()}"
+                    f"input format changed from {old.describe()} ({old_coding}) to "
+                    f"{fmt.describe()} ({coding})"
                     + ("; converting to the recording's format" if
                        self._recorder.status.state is RecorderState.RECORDING else ""))
 
@@ -257,7 +279,8 @@ class RecorderNode(Node):
         gaps = summary.sidecar["gaps"]
         self.get_logger().info(
             f"recorded {summary.duration_s:.3f} s to {summary.path} ({gaps['count']} gaps, "
-            f"{gaps['missing_s']:.3f} s filled)")
+            f"{gaps['missing_s']:.3f} s filled; "
+            f"{summary.sidecar['concealed']['concealed_s']:.3f} s lost and concealed)")
         return response
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -307,6 +330,10 @@ class RecorderNode(Node):
             "duration_s": status.duration_s,
             "gaps": status.gaps,
             "missing_s": status.missing_s,
+            "concealed_s": status.concealed_s,
+            "concealments": self._incoming.concealments,
+            "corrupt_chunks": self._incoming.corrupt,
+            "input_coding": self._incoming.coding or "unknown",
             "recordings": status.recordings,
             "dropped_chunks": status.dropped_chunks,
             "queued_s": status.queued_s,

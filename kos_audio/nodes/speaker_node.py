@@ -3,7 +3,9 @@
 Subscribes (relative names): ``audio`` (AudioData) or, with ``input.stamped``,
 ``audio_stamped`` (AudioDataStamped); ``audio_info`` (AudioInfo; a format change applies from
 the next chunk); ``background/audio`` + ``background/audio_info`` (mixed under the speech,
-ducked while it plays); ``interrupt`` (std_msgs/Empty).
+ducked while it plays); ``interrupt`` (std_msgs/Empty). Payloads may be raw PCM
+(``coding_format: wave``), one Opus packet per message (``opus``) or an MP3 byte stream cut
+anywhere (``mp3``); compressed ones are decoded first (PyAV).
 Publishes: ``is_speaking`` (std_msgs/Bool, latched, on every change); ``played/audio_stamped``,
 ``played/audio`` and ``played/audio_info`` (latched): what the sink plays, stamped when it
 leaves the speaker (the echo reference; published only while subscribed).
@@ -42,7 +44,8 @@ from kos_audio.core.sink_loop import PlaybackLoop, SinkState
 from kos_audio.errors import KosAudioError
 from kos_audio.ros import diagnostics
 from kos_audio.ros.barge_in import BargeIn
-from kos_audio.ros.messages import format_of, time_ns
+from kos_audio.ros.incoming import IncomingAudio
+from kos_audio.ros.messages import time_ns
 from kos_audio.ros.params import (
     Param,
     ParameterError,
@@ -136,14 +139,18 @@ class SpeakerNode(Node):
             raise ParameterError(f"parameter sample_rate={rate} is invalid; use 0 (native) or "
                                  f"{MIN_SAMPLE_RATE_HZ}..{MAX_SAMPLE_RATE_HZ} Hz")
         try:
-            self.input_format: AudioFormat | None = AudioFormat(
-                p["input.sample_rate"], p["input.channels"],
-                SampleFormat.parse(p["input.sample_format"]))
+            initial = AudioFormat(p["input.sample_rate"], p["input.channels"],
+                                  SampleFormat.parse(p["input.sample_format"]))
         except KosAudioError as err:
             raise ParameterError(str(err)) from err
-        self._input_error = ""
-        self.background_format: AudioFormat | None = self.input_format
-        self._background_error = ""
+        self._problems = ProblemLog(self.get_logger(), LOG_THROTTLE_S)
+        # Until an audio_info says otherwise, both topics carry raw PCM in the input.* format.
+        self.speech = IncomingAudio("audio", self._problems)
+        self.background = IncomingAudio("background/audio", self._problems)
+        self.speech.use(initial)
+        self.background.use(initial)
+        # Non-empty while the topic's last audio_info is refused: its chunks are dropped.
+        self._info_errors = {"audio_info": "", "background/audio_info": ""}
         self.sink_name: str = p["sink"]
         self.sink = create_sink(self.sink_name, SinkConfig(
             sample_rate_hz=rate, channels=p["channels"],
@@ -162,7 +169,6 @@ class SpeakerNode(Node):
 
         self._lock = threading.Lock()  # is_speaking publication, counters
         self._speaking: bool | None = None
-        self._problems = ProblemLog(self.get_logger(), LOG_THROTTLE_S)
         self._invalid_infos = 0
         self._last_infos: dict[str, tuple[Any, ...]] = {}
         self._last_diag = (time.monotonic(), 0)  # for the sink's consumption rate
@@ -201,7 +207,7 @@ class SpeakerNode(Node):
         self.loop.start()
         stamped = "audio_stamped" if p["input.stamped"] else "audio"
         self.get_logger().info(
-            f"playing {stamped} (until audio_info: {self.input_format.describe()}) on "
+            f"playing {stamped} (until audio_info: {initial.describe()}) on "
             f"{self.sink.describe()}")
 
     # -- executor thread: audio --------------------------------------------------------------
@@ -214,65 +220,70 @@ class SpeakerNode(Node):
         self._play(msg.audio.data, stamp or None, time.monotonic())
 
     def _play(self, data: Buffer, stamp_ns: int | None, receive_mono: float) -> None:
-        if not len(data):
+        decoded = self._decode(self.speech, "audio_info", data, stamp_ns)
+        if decoded is None:
             return
-        fmt = self.input_format
-        if fmt is None:
-            self.engine.note_invalid()
-            self._warn("invalid-format", f"chunk dropped: the announced audio_info is invalid "
-                       f"({self._input_error}); waiting for a valid one")
-            return
-        result = self.engine.enqueue(data, fmt, now_ns=self._now_ns(), stamp_ns=stamp_ns,
+        pcm, fmt, start_ns = decoded
+        result = self.engine.enqueue(pcm, fmt, now_ns=self._now_ns(), stamp_ns=start_ns,
                                      receive_mono=receive_mono)
         self._report(result)
         self._update_speaking()
 
     def _on_background(self, msg: AudioData) -> None:
-        if not len(msg.data):
-            return
-        fmt = self.background_format
-        if fmt is None:
+        decoded = self._decode(self.background, "background/audio_info", msg.data, None)
+        if decoded is not None:
+            self._report(self.engine.enqueue_background(decoded[0], decoded[1]))
+
+    def _decode(self, incoming: IncomingAudio, info_topic: str, data: Buffer,
+                stamp_ns: int | None) -> tuple[Buffer, AudioFormat, int | None] | None:
+        """The PCM of one message, its format and first stamp; None when it is dropped."""
+        if not len(data):
+            return None
+        error = self._info_errors[info_topic]
+        if error or incoming.format is None:
             self.engine.note_invalid()
-            self._warn("invalid-format", f"background chunk dropped: the announced "
-                       f"background/audio_info is "
-                       f"invalid ({self._background_error})")
-            return
-        self._report(self.engine.enqueue_background(msg.data, fmt))
+            self._warn("invalid-format", f"{incoming.topic} chunk dropped: the announced "
+                       f"{info_topic} is invalid ({error}); waiting for a valid one")
+            return None
+        decoded = incoming.decode(data, stamp_ns)  # a corrupt payload: warned and counted
+        if decoded is None or not decoded.pcm:  # (an MP3 piece may complete no frame yet)
+            return None
+        return decoded.pcm, incoming.format, decoded.stamp_ns
 
     def _on_info(self, info: AudioInfo) -> None:
-        if self._repeated(info, "audio_info"):
-            return
-        fmt, error = self._parse_info(info, "audio_info")
-        if fmt != self.input_format and fmt is not None:
-            self.get_logger().info(f"input format now {fmt.describe()} (from audio_info)")
-        self.input_format, self._input_error = fmt, error
+        self._configure(self.speech, info, "audio_info")
 
     def _on_background_info(self, info: AudioInfo) -> None:
-        if self._repeated(info, "background/audio_info"):
+        self._configure(self.background, info, "background/audio_info")
+
+    def _configure(self, incoming: IncomingAudio, info: AudioInfo, topic: str) -> None:
+        if self._repeated(info, topic):
             return
-        fmt, error = self._parse_info(info, "background/audio_info")
-        if fmt != self.background_format and fmt is not None:
-            self.get_logger().info(f"background format now {fmt.describe()}")
-        self.background_format, self._background_error = fmt, error
-
-    def _repeated(self, info: AudioInfo, topic: str) -> bool:
-        # ros-drivers re-sends audio_info every 5 s: only a change is worth handling (and
-        # logging, when it is invalid).
-        fields = (info.channels, info.sample_rate, info.sample_format, info.coding_format)
-        if self._last_infos.get(topic) == fields:
-            return True
-        self._last_infos[topic] = fields
-        return False
-
-    def _parse_info(self, info: AudioInfo, topic: str) -> tuple[AudioFormat | None, str]:
+        old = (incoming.coding, incoming.format)
         try:
-            return format_of(info), ""
+            fmt = incoming.configure(info)
         except KosAudioError as err:
             with self._lock:
                 self._invalid_infos += 1
             self._error(f"{topic} refused, its chunks are dropped until a valid one: {err}",
                         kind=f"info {err}")
-            return None, str(err)
+            self._info_errors[topic] = str(err)
+            return
+        self._info_errors[topic] = ""
+        if (incoming.coding, fmt) != old:
+            coding = "" if incoming.coding == "wave" else f" decoded from {incoming.coding}"
+            self.get_logger().info(f"{incoming.topic} format now {fmt.describe()}{coding} "
+                                   f"(from {topic})")
+
+    def _repeated(self, info: AudioInfo, topic: str) -> bool:
+        # ros-drivers re-sends audio_info every 5 s: only a change is worth handling (and
+        # logging, when it is invalid).
+        fields = (info.channels, info.sample_rate, info.sample_format, info.coding_format,
+                  info.bitrate)
+        if self._last_infos.get(topic) == fields:
+            return True
+        self._last_infos[topic] = fields
+        return False
 
     def _report(self, result: EnqueueResult) -> None:
         if result.dropped is not None:
@@ -389,7 +400,13 @@ class SpeakerNode(Node):
             "speaking": self._speaking,
             "sink": self.sink.describe(),
             "sink_state": state.value,
-            "input_format": self.input_format.describe() if self.input_format else "invalid",
+            "input_format": (self.speech.format.describe()
+                             if self.speech.format and not self._info_errors["audio_info"]
+                             else "invalid"),
+            "input_coding": self.speech.coding,
+            "corrupt_chunks": self.speech.corrupt + self.background.corrupt,
+            "concealed_s": self.speech.concealed_s + self.background.concealed_s,
+            "concealments": self.speech.concealments + self.background.concealments,
             "underruns": self.sink.underruns,
             "sink_rate_ratio": rate_ratio,
             "invalid_infos": self._invalid_infos,

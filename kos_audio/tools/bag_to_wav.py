@@ -9,6 +9,12 @@ sample-accurate time axis: stamp gaps of ``audio_stamped`` are filled with silen
 recorder_node does (the same :class:`~kos_audio.core.recording.Recording` writes the file and
 its JSON sidecar).
 
+Topics whose ``audio_info.coding_format`` is ``opus`` (one packet per message) or ``mp3`` (a
+byte stream cut anywhere) are decoded (PyAV: ``pip install av``) and written as PCM in the
+decoded format; Opus messages missing from the bag are concealed by the decoder, so the file
+has no hole, and counted in the sidecar's ``concealed``. Undecodable payloads are skipped and
+counted on stderr.
+
 Usage::
 
     bag_to_wav BAG [-t /mic/audio_stamped] [-o out.wav] [--format wav|flac|ogg]
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kos_audio.core.decoding import PayloadDecoder
 from kos_audio.core.formats import AudioFormat, SampleFormat, supported_sample_formats
 from kos_audio.core.recording import (
     Chunk,
@@ -140,10 +147,11 @@ def _listing(connections: Sequence[Any], types: Sequence[str]) -> str:
     return ", ".join(sorted({c.topic for c in connections if c.msgtype in types})) or "none"
 
 
-def _format(info: Any) -> AudioFormat:
-    return AudioFormat.from_info(channels=info.channels, sample_rate=info.sample_rate,
-                                 sample_format=info.sample_format,
-                                 coding_format=info.coding_format)
+def _configure(decoder: PayloadDecoder, info: Any) -> AudioFormat:
+    """Configure ``decoder`` from an AudioInfo; the PCM format it delivers (AudioFormatError)."""
+    return decoder.configure(coding_format=info.coding_format, sample_rate=info.sample_rate,
+                             channels=info.channels, sample_format=info.sample_format,
+                             bitrate=info.bitrate)
 
 
 def convert(conv: Conversion) -> RecordingSummary:
@@ -167,7 +175,8 @@ def convert(conv: Conversion) -> RecordingSummary:
         if topics.info is None:
             raise BagError(f"no audio_info for {topics.audio.topic} in the bag: the bytes cannot "
                            "be interpreted (choose one with --info-topic)")
-        first = _first_format(reader, topics.info, store)
+        decoder = PayloadDecoder()
+        first = _first_format(reader, topics.info, store, decoder)
         fmt = first
         if conv.sample_format is not None:
             fmt = AudioFormat(first.sample_rate_hz, first.channels, conv.sample_format)
@@ -180,7 +189,7 @@ def convert(conv: Conversion) -> RecordingSummary:
             gaps=GapPolicy(tolerance_ns=round(conv.gap_tolerance_ms * 1e6), max_fill_s=max_fill),
             sync_period_s=3600.0, extra=(("bag", str(conv.bag.absolute())),)))
         bad = 0
-        for chunk in _chunks(reader, topics, store, first):
+        for chunk in _chunks(reader, topics, store, decoder):
             if chunk is None:
                 bad += 1
                 continue
@@ -192,42 +201,60 @@ def convert(conv: Conversion) -> RecordingSummary:
     finally:
         reader.close()
     if bad:
-        print(f"bag_to_wav: skipped {bad} chunks that were not whole frames of their format",
-              file=sys.stderr)
+        print(f"bag_to_wav: skipped {bad} chunks that were not whole frames of their format "
+              f"or could not be decoded ({decoder.corrupt} corrupt)", file=sys.stderr)
     return summary
 
 
-def _first_format(reader: Any, info: Any, store: Any) -> AudioFormat:
+def _first_format(reader: Any, info: Any, store: Any, decoder: PayloadDecoder) -> AudioFormat:
+    """The PCM format of the first audio_info, ``decoder`` configured with it."""
     for _, _, raw in reader.messages(connections=[info]):
         try:
-            return _format(store.deserialize_cdr(raw, AUDIO_INFO))
+            return _configure(decoder, store.deserialize_cdr(raw, AUDIO_INFO))
         except AudioFormatError as err:
             raise BagError(f"{info.topic}: {err}") from err
     raise BagError(f"{info.topic} holds no message")
 
 
-def _chunks(reader: Any, topics: _Topics, store: Any, fmt: AudioFormat
+def _chunks(reader: Any, topics: _Topics, store: Any, decoder: PayloadDecoder
             ) -> Iterator[Chunk | None]:
-    """Chunks in log order, each with the format in force; None for a malformed chunk."""
+    """Chunks (decoded) in log order, each with the format in force; None for a malformed one.
+
+    ``decoder`` is configured with the first audio_info, which applies to chunks logged before
+    any audio_info.
+    """
     wanted = [topics.audio] + ([topics.info] if topics.info is not None else [])
     for connection, log_ns, raw in reader.messages(connections=wanted):
         msg = store.deserialize_cdr(raw, connection.msgtype)
         if connection.msgtype == AUDIO_INFO:
             with contextlib.suppress(AudioFormatError):  # else keep the last good format
-                fmt = _format(msg)
+                _configure(decoder, msg)
             continue
-        data = bytes(msg.audio.data if topics.stamped else msg.data)
-        if not data:
+        payload = bytes(msg.audio.data if topics.stamped else msg.data)
+        if not payload:
+            continue
+        stamp: int | None = None
+        if topics.stamped:
+            stamp = int(msg.header.stamp.sec) * NS_PER_S + int(msg.header.stamp.nanosec)
+        try:
+            decoded = decoder.decode(payload, stamp)
+        except AudioFormatError:
+            yield None  # counted in decoder.corrupt
+            continue
+        fmt, data = decoder.format, decoded.pcm
+        assert fmt is not None  # configured by _first_format
+        if not data:  # an MP3 piece that completed no frame
             continue
         if len(data) % fmt.frame_bytes:
             yield None
             continue
-        if topics.stamped:
-            stamp = int(msg.header.stamp.sec) * NS_PER_S + int(msg.header.stamp.nanosec)
+        if decoded.stamp_ns is not None:
+            stamp = decoded.stamp_ns  # earlier than the message's by concealed frames
         else:
             # No stamp: place the chunk by its log time (its end), never used to find gaps.
             stamp = log_ns - (len(data) // fmt.frame_bytes) * NS_PER_S // fmt.sample_rate_hz
-        yield Chunk(data, fmt, stamp, topics.stamped)
+        yield Chunk(data, fmt, stamp, topics.stamped, concealed_frames=decoded.concealed_frames,
+                    coding=decoder.coding)
 
 
 def _default_output(bag: Path, container: Container) -> Path:
@@ -282,7 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     side = summary.sidecar
     print(f"{summary.path}: {side['duration_s']:.3f} s of {side['sample_rate']} Hz "
           f"{side['channels']} ch {side['sample_format']} from {side['source_topic']}; "
-          f"{side['gaps']['count']} gaps ({side['gaps']['missing_s']:.3f} s filled)")
+          f"{side['gaps']['count']} gaps ({side['gaps']['missing_s']:.3f} s filled)"
+          + (f"; {side['concealed']['count']} losses concealed "
+             f"({side['concealed']['concealed_s']:.3f} s)" if side["concealed"]["count"] else ""))
     if summary.error:
         print(f"bag_to_wav: error: {summary.error}", file=sys.stderr)
         return 1

@@ -280,3 +280,50 @@ def test_audio_info_changes_inside_the_bag_are_honoured(tmp_path: Path) -> None:
     assert np.max(np.abs(second)) == pytest.approx(0.5, abs=0.01)
     spectrum = np.abs(np.fft.rfft(second * np.hanning(len(second))))
     assert np.argmax(spectrum) * 16000 / len(second) == pytest.approx(500, abs=3)
+
+
+def test_an_opus_topic_is_decoded_with_a_missing_message_concealed(tmp_path: Path) -> None:
+    """Opus packets (real libopus, one per message, as mic_node encoding:=opus publishes
+    them), one message missing from the bag: decoded to PCM, no hole, the loss counted."""
+    pytest.importorskip("av")
+    from kos_testing.codecs import opus_packets, tone_s16
+
+    store = audio_typestore()
+    info_t, stamped_t = store.types[AUDIO_INFO], store.types[AUDIO_DATA_STAMPED]
+    data_t, header_t = store.types[AUDIO_DATA], store.types["std_msgs/msg/Header"]
+    time_t = store.types["builtin_interfaces/msg/Time"]
+    rate, frame_ns, lost = 48000, 20_000_000, 25
+    t0 = 1_700_000_000 * NS_PER_S
+    packets = opus_packets(tone_s16(rate, 1.0, 500.0), rate, bitrate=24000)
+    path = tmp_path / "opus_bag"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        info_c = writer.add_connection("/mic/audio_info", AUDIO_INFO, typestore=store)
+        audio_c = writer.add_connection("/mic/audio_stamped", AUDIO_DATA_STAMPED, typestore=store)
+        info = info_t(channels=1, sample_rate=rate, sample_format="S16LE", bitrate=24000,
+                      coding_format="opus")
+        writer.write(info_c, t0, store.serialize_cdr(info, AUDIO_INFO))
+        for k, packet in enumerate(packets):
+            if k == lost:
+                continue
+            sec, nsec = divmod(t0 + k * frame_ns, NS_PER_S)
+            msg = stamped_t(header=header_t(stamp=time_t(sec=sec, nanosec=nsec), frame_id="mic"),
+                            audio=data_t(data=np.frombuffer(packet, np.uint8)))
+            writer.write(audio_c, t0 + k * frame_ns + 1000,
+                         store.serialize_cdr(msg, AUDIO_DATA_STAMPED))
+    out = tmp_path / "opus.wav"
+    result = bag_to_wav(path, "-o", out)
+    assert result.returncode == 0, result.stderr
+    assert "0 gaps" in result.stdout and "1 losses concealed (0.020 s)" in result.stdout
+    with wave.open(str(out), "rb") as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (rate, 1, 2)
+        y = np.frombuffer(w.readframes(w.getnframes()), "<i2") / 32768.0
+    assert len(y) == len(packets) * 960  # every message's time, the lost one included
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["gaps"]["count"] == 0 and side["started_at_ns"] == t0
+    assert side["concealed"] == {"count": 1, "concealed_s": 0.02}
+    assert side["source_codings"] == ["opus"]
+    assert np.max(np.abs(y[lost * 960:(lost + 1) * 960])) > 0.25  # concealed, not silence
+    body = y[480:]
+    assert np.argmax(np.abs(np.fft.rfft(body * np.hanning(len(body))))) * rate / len(body) \
+        == pytest.approx(500, abs=3)
+    assert np.max(np.abs(y[480: lost * 960])) == pytest.approx(0.5, abs=0.05)

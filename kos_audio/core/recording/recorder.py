@@ -101,6 +101,7 @@ class RecorderStatus:
     duration_s: float = 0.0
     gaps: int = 0
     missing_s: float = 0.0
+    concealed_s: float = 0.0
     recordings: int = 0
     dropped_chunks: int = 0
     queued_s: float = 0.0
@@ -341,6 +342,7 @@ class Recorder:
             duration_s=rec.duration_s if rec else 0.0,
             gaps=rec.gaps if rec else 0,
             missing_s=rec.missing_frames / rec.format.sample_rate_hz if rec else 0.0,
+            concealed_s=rec.concealed_ns / NS_PER_S if rec else 0.0,
             recordings=self._recordings,
             dropped_chunks=self._dropped_total,
             queued_s=self._queued_ns / NS_PER_S,

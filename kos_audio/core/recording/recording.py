@@ -7,6 +7,13 @@ so the rest of the file stays aligned with the robot's clock. Each gap is counte
 sidecar. Stamps that jump backwards, or forward by more than the fill limit (a clock reset,
 garbage stamps), cannot be honoured by silence: the audio is kept, the time axis re-anchored
 at the new stamp and the jump counted as a ``timeline reset``.
+
+Compressed input (Opus) is decoded before it gets here; messages lost on the link are then
+concealed by the decoder (plausible audio in place of the lost frames, not silence) and arrive
+as the first :attr:`Chunk.concealed_frames` of the next chunk, stamped where the loss began.
+They leave no gap on the time axis, so they are not counted as gaps (``gaps`` is audio absent
+from the file, written as silence) but as ``concealed``: audio the file holds that nobody
+said, an estimate of what was lost.
 """
 
 from __future__ import annotations
@@ -86,12 +93,17 @@ class Chunk:
 
     ``stamped`` false means ``stamp_ns`` is only an estimate (receive time of unstamped
     ``audio``): it places the recording on the clock but is never used to find gaps.
+    ``concealed_frames``: the first frames of ``data`` stand in for lost messages (decoder
+    concealment; see the module docstring). ``coding``: what the topic carried before it was
+    decoded to ``format`` (``wave``: raw PCM; ``opus``, ``mp3``).
     """
 
     data: bytes
     format: AudioFormat
     stamp_ns: int
     stamped: bool = True
+    concealed_frames: int = 0
+    coding: str = "wave"
 
     @property
     def frames(self) -> int:
@@ -166,8 +178,11 @@ class Recording:
         self.gaps = 0
         self.missing_frames = 0
         self.timeline_resets = 0
+        self.concealments = 0  # chunks that began with concealed frames (lost-message runs)
+        self.concealed_ns = 0  # their concealed audio
         self.dropped_chunks = 0  # counted by the owner (queue overflow)
         self.source_formats: list[str] = []
+        self.source_codings: list[str] = []
         self.ended: EndReason | None = None
         self.error: str | None = None
         self._last_sync = clock()
@@ -200,6 +215,12 @@ class Recording:
             if format_changed:
                 self._new_segment(chunk.stamp_ns)  # the expected times now run at a new rate
             self._seg_frames += in_frames
+            if chunk.coding not in self.source_codings:
+                self.source_codings.append(chunk.coding)
+            if chunk.concealed_frames:
+                self.concealments += 1
+                self.concealed_ns += (chunk.concealed_frames * NS_PER_S
+                                      // chunk.format.sample_rate_hz)
             self._write(self._converter_for(chunk.format).process(chunk.data))
             self.tick()
         except RecordingError as err:
@@ -374,10 +395,12 @@ class Recording:
             "samples": self.frames,
             "gaps": {"count": self.gaps, "missing_s": self.missing_frames / rate},
             "timeline_resets": {"count": self.timeline_resets},
+            "concealed": {"count": self.concealments, "concealed_s": self.concealed_ns / NS_PER_S},
             "stamped": self._stamped,
             "pre_roll_s": self.pre_roll_s,
             "source_topic": self.options.source_topic,
             "source_formats": list(self.source_formats),
+            "source_codings": list(self.source_codings),
             "dropped_chunks": self.dropped_chunks,
             "end_reason": None if not complete or self.ended is None else self.ended.value,
             "error": self.error,

@@ -13,8 +13,12 @@ false, so a crashed recording is recognisable and describes itself) and replaced
 - ``duration_s``; ``samples``: frames (samples per channel);
 - ``gaps``: {``count``, ``missing_s``}: stamp gaps filled with silence; ``timeline_resets``:
   {``count``}: stamp jumps that could not be filled (backwards, or over the fill limit);
+  ``concealed``: {``count``, ``concealed_s``}: messages lost upstream of a compressed (Opus)
+  stream, written as the decoder's concealment instead of silence: no hole in the file, yet
+  lost (a loss is either a gap or concealed, never both);
 - ``stamped``: false when the input had no stamps (times are receive times, gaps unknown);
-- ``pre_roll_s``; ``source_topic``; ``source_formats``: every input format seen;
+- ``pre_roll_s``; ``source_topic``; ``source_formats``: every input format seen (decoded
+  PCM); ``source_codings``: every ``coding_format`` seen (``wave``, ``opus``, ``mp3``);
   ``dropped_chunks``: lost to a full writer queue (they show up as gaps);
 - ``end_reason``: stopped / max_duration / error / shutdown / recovered; ``error``;
 - ``sha256``: of the audio file; ``complete``.
