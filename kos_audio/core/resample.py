@@ -143,7 +143,7 @@ class PolyphaseResampler:
         pos = np.clip((dist / self._half + 1) * 4096, 0, 2 * 4096)
         kernel = 2 * cutoff * np.sinc(2 * cutoff * dist) * np.interp(
             pos, np.arange(2 * 4096 + 1), window)
-        return kernel.astype(np.float32)
+        return np.asarray(kernel, dtype=np.float32)
 
     def process(self, frames: Frames) -> Frames:
         """Resample the next ``(frames, channels)`` float32 chunk: every output it allows."""

@@ -114,9 +114,9 @@ class EchoCanceller:
         self._ap: AudioProcessor | None = None
         if self._processing:
             self._ap = self._new_processor()
-        self._mic_pending = np.zeros(0, np.float32)
-        self._ref_pending = np.zeros(0, np.float32)
-        self._out = np.zeros(0, np.float32)
+        self._mic_pending: Samples = np.zeros(0, np.float32)
+        self._ref_pending: Samples = np.zeros(0, np.float32)
+        self._out: Samples = np.zeros(0, np.float32)
         self._alpha = 1.0 - math.exp(-FRAME_MS / 1000 / ERLE_TIME_CONSTANT_S)
         self._pow_in = 0.0
         self._pow_out = 0.0

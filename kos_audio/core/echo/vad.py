@@ -104,7 +104,7 @@ class VoiceActivity:
         self._t0_ns: int | None = None
         self._in_frames = 0
         self._consumed = 0  # 16 kHz samples scored since _t0_ns
-        self._pending = np.zeros(0, np.float32)
+        self._pending: Samples = np.zeros(0, np.float32)
         self._run = 0  # consecutive windows against the current state
         self._run_start_ns = 0
         #: True while speech is active.
