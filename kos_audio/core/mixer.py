@@ -178,7 +178,7 @@ class Mixer:
         else:
             self.ducker.advance(frames, n)
         if n == frames and not m and self._volume == 1.0 \
-                and speech.max() <= 1.0 and speech.min() >= -1.0:
+                and np.max(speech) <= 1.0 and np.min(speech) >= -1.0:
             return speech  # speech alone fills the block as it is: no copy
         out = np.zeros((frames, self.channels), np.float32)
         out[:n] = speech
@@ -186,7 +186,7 @@ class Mixer:
             out[:m] += background * env[:m, None]
         if self._volume != 1.0:
             out *= np.float32(self._volume)
-        if (n or m) and (out.max() > 1.0 or out.min() < -1.0):
+        if (n or m) and (np.max(out) > 1.0 or np.min(out) < -1.0):
             self.clipped_samples += int(np.count_nonzero(np.abs(out) > 1.0))
             np.clip(out, -1.0, 1.0, out=out)
         return out
