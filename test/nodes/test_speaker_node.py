@@ -193,7 +193,10 @@ def test_queue_overflow_drops_oldest(make_speaker: Callable[..., Speaker]) -> No
     status = speaker.wait_status(lambda s: float(s["dropped_overflow_s"]) > 1.3)
     assert float(status["dropped_overflow_s"]) <= 1.6
     assert "queue full (0.5 s): dropped the oldest" in speaker.node.output
-    # Shutting down mid-utterance cuts cleanly and promptly.
+    # Shutting down mid-utterance cuts cleanly and promptly. (The first utterance plays out
+    # first: sent while it still sounds, the second would raise no new is_speaking.)
+    first = speaker.wait_speaking(True)
+    speaker.wait_speaking(False, after=first)
     t_sent = time.time_ns()
     for chunk in chunks(tone(440, 2.0), 2, 1600):
         speaker.send(chunk)
