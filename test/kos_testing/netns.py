@@ -403,11 +403,12 @@ class AudioAcross:
 
     def wait_sent(self, chunks: int, timeout_s: float = 60.0) -> None:
         """Until mic_node published ``chunks`` chunks (as heard in host a)."""
-        assert self.sent is not None
-        deadline = time.monotonic() + timeout_s
-        while self.sent.must("count")["count"] < chunks:
-            assert time.monotonic() < deadline, f"mic_node did not publish {chunks} chunks"
-            time.sleep(0.05)
+        from kos_testing.ros import wait_until
+
+        sent = self.sent
+        assert sent is not None
+        wait_until(lambda: sent.must("count")["count"] >= chunks, timeout_s,
+                   f"mic_node to publish {chunks} chunks")
 
     def stop_mic(self) -> int:
         """Disable the mic; how many chunks it published (all heard in host a)."""
@@ -425,11 +426,12 @@ class AudioAcross:
         assert self.received is not None
         if expected is None:
             return self._settled(self.received, quiet_s, timeout_s)
-        deadline = time.monotonic() + timeout_s
-        while (count := self.received.must("count")["count"]) < expected:
-            assert time.monotonic() < deadline, f"host b received {count} of {expected} chunks"
-            time.sleep(0.05)
-        return int(count)
+        from kos_testing.ros import wait_until
+
+        received = self.received
+        wait_until(lambda: received.must("count")["count"] >= expected, timeout_s,
+                   f"host b to receive {expected} chunks")
+        return int(received.must("count")["count"])
 
     def settle_recording(self, expected_frames: int | None, quiet_s: float = 1.0,
                          timeout_s: float = 30.0) -> None:
