@@ -45,6 +45,28 @@ def _robot(seconds: float) -> bytes:
     return (voice * 32767).astype("<i2").tobytes()
 
 
+def _start(nodes: list[NodeProcess], ros: Any, clean: Any, tts: Any, speaking: Any) -> None:
+    """Start the chain and wait until it runs: clean audio flows, the speaker listens."""
+    for node in nodes:
+        node.start()
+    clean.wait_for(50, timeout_s=30)
+    ros.wait_for_subscribers(tts, timeout_s=10)
+    wait_until(lambda: speaking.messages and speaking.messages[-1].data is False, 10,
+               "speaker up")
+
+
+def _speak(tts: Any, speaking: Any, seconds: float) -> tuple[int, int]:
+    """Publish ``seconds`` of robot speech at once, as a TTS does; when it started and ended
+    (is_speaking's rise and fall, as received)."""
+    for i in range(0, len(robot := _robot(seconds)), CHUNK * 2):
+        tts.publish(AudioData(data=robot[i : i + CHUNK * 2]))
+    wait_until(lambda: any(m.data for m in speaking.messages), 10, "robot speaking")
+    started = next(t for t, m in speaking.timed if m.data)
+    wait_until(lambda: any(not m.data for t, m in speaking.timed if t > started), 30,
+               "robot done")
+    return started, next(t for t, m in speaking.timed if t > started and not m.data)
+
+
 @pytest.mark.device
 def test_robot_echo_is_removed_and_the_user_barges_in(
         ros: Any, namespace: str, pulse: Any) -> None:
@@ -67,21 +89,10 @@ def test_robot_echo_is_removed_and_the_user_barges_in(
         NodeProcess("kos_audio.nodes.echo_canceller_node", namespace=namespace),
     ]
     try:
-        for node in nodes:
-            node.start()
-        clean.wait_for(50, timeout_s=30)  # the whole chain runs
-        ros.wait_for_subscribers(tts, timeout_s=10)
-        wait_until(lambda: speaking.messages and speaking.messages[-1].data is False, 10,
-                   "speaker up")
+        _start(nodes, ros, clean, tts, speaking)
 
         # -- the robot alone, 14 s of speech published at once as a TTS does ----------------
-        for i in range(0, len(robot := _robot(14.0)), CHUNK * 2):
-            tts.publish(AudioData(data=robot[i : i + CHUNK * 2]))
-        wait_until(lambda: any(m.data for m in speaking.messages), 10, "robot speaking")
-        started = next(t for t, m in speaking.timed if m.data)
-        wait_until(lambda: any(not m.data for t, m in speaking.timed if t > started), 30,
-                   "robot done")
-        ended = next(t for t, m in speaking.timed if t > started and not m.data)
+        started, ended = _speak(tts, speaking, 14.0)
         assert (ended - started) / 1e9 == pytest.approx(14.0, abs=0.5), "self-interrupted"
         assert not any(m.data for m in vad.messages), "voice activity on the robot's own voice"
         wait_until(lambda: _stamp(clean.messages[-1]) > ended, 10, "clean catches up")
@@ -168,19 +179,8 @@ def test_with_kos_the_robots_echo_is_removed_too(
         NodeProcess("kos_audio.nodes.echo_canceller_node", namespace=namespace),
     ]
     try:
-        for node in nodes:
-            node.start()
-        clean.wait_for(50, timeout_s=30)
-        ros.wait_for_subscribers(tts, timeout_s=10)
-        wait_until(lambda: speaking.messages and speaking.messages[-1].data is False, 10,
-                   "speaker up")
-        for i in range(0, len(robot := _robot(10.0)), CHUNK * 2):
-            tts.publish(AudioData(data=robot[i : i + CHUNK * 2]))
-        wait_until(lambda: any(m.data for m in speaking.messages), 10, "robot speaking")
-        started = next(t for t, m in speaking.timed if m.data)
-        wait_until(lambda: any(not m.data for t, m in speaking.timed if t > started), 30,
-                   "robot done")
-        ended = next(t for t, m in speaking.timed if t > started and not m.data)
+        _start(nodes, ros, clean, tts, speaking)
+        started, ended = _speak(tts, speaking, 10.0)
         wait_until(lambda: _stamp(clean.messages[-1]) > ended, 10, "clean catches up")
         mic_t0, mic_x = _timeline([m for m in mic_in.messages if _stamp(m) >= started])
         clean_t0, clean_x = _timeline([m for m in clean.messages if _stamp(m) >= mic_t0])
